@@ -1,0 +1,117 @@
+"""Request and response bodies for accounts, users and tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from lifeline.accounts.models import EmailPreference, Role
+
+
+def _normalise_email(value: str) -> str:
+    value = value.strip().lower()
+    local, sep, domain = value.partition("@")
+    if not sep or not local or "." not in domain or any(c.isspace() for c in value):
+        raise ValueError("not a valid email address")
+    return value
+
+
+Email = Annotated[str, Field(max_length=320), AfterValidator(_normalise_email)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Password = Annotated[str, Field(min_length=8, max_length=200)]
+
+
+class StrictModel(BaseModel):
+    """Request bodies refuse unknown fields, so nobody can smuggle in ``role`` or ``account_id``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class UserRef(BaseModel):
+    id: str
+    name: str
+
+
+class AccountRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    reminder_minutes: int
+
+
+class AccountUpdate(StrictModel):
+    name: Name | None = None
+    reminder_minutes: int | None = Field(default=None, ge=1, le=1440)
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    account_id: str
+    email: str
+    name: str
+    role: Role
+    email_notifications: EmailPreference
+    created_at: datetime
+    deleted_at: datetime | None = None
+
+
+class MeRead(UserRead):
+    account: AccountRead
+
+
+class MeUpdate(StrictModel):
+    name: Name | None = None
+    email_notifications: EmailPreference | None = None
+    password: Password | None = None
+    current_password: str | None = Field(default=None, max_length=200)
+
+
+class UserCreate(StrictModel):
+    email: Email
+    name: Name | None = None
+    role: Role = Role.ENGINEER
+    password: Password | None = None
+
+
+class UserUpdate(StrictModel):
+    role: Role | None = None
+    name: Name | None = None
+
+
+class UserCreated(BaseModel):
+    user: UserRead
+    token: str
+
+
+class UserList(BaseModel):
+    items: list[UserRead]
+    next_cursor: str | None = None
+
+
+class TokenCreate(StrictModel):
+    name: Name = "API token"
+
+
+class TokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenRead):
+    token: str
+
+
+class TokenList(BaseModel):
+    items: list[TokenRead]
+    next_cursor: str | None = None

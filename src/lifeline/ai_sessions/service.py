@@ -1,0 +1,152 @@
+"""AI sessions and transcripts: who may see and write them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lifeline.accounts.models import MANAGER_ROLES, Role, User
+from lifeline.ai_sessions.models import AISession, Message, MessageRole, SessionStatus
+from lifeline.ai_sessions.schemas import MessageCreate, MessageRead
+from lifeline.db import utcnow
+from lifeline.errors import Forbidden, NotFound
+from lifeline.handoffs.models import Handoff, Intent
+from lifeline.pagination import keyset, page
+from lifeline.realtime.events import AUDIENCE_ACCOUNT, record_event, restricted_audience
+
+
+def was_escalated() -> ColumnElement[bool]:
+    return exists().where(Handoff.session_id == AISession.id, Handoff.intent == Intent.ESCALATE)
+
+
+def visible_to(user: User) -> ColumnElement[bool]:
+    """Creator, assignee and the account's managers; once escalated, every member."""
+    in_account = AISession.account_id == user.account_id
+    if Role(user.role) in MANAGER_ROLES:
+        return in_account & true()
+    return in_account & or_(
+        AISession.created_by == user.id, AISession.assigned_to == user.id, was_escalated()
+    )
+
+
+async def get_visible_session(*, db: AsyncSession, user: User, session_id: str) -> AISession:
+    session = await db.scalar(select(AISession).where(AISession.id == session_id, visible_to(user)))
+    if session is None:
+        raise NotFound("AI session not found")
+    return session
+
+
+def is_session_owner(session: AISession, user: User) -> bool:
+    return user.id in (session.created_by, session.assigned_to)
+
+
+async def session_audience(db: AsyncSession, session: AISession) -> str:
+    escalated = await db.scalar(select(was_escalated()).where(AISession.id == session.id))
+    if escalated:
+        return AUDIENCE_ACCOUNT
+    return restricted_audience([session.created_by, session.assigned_to])
+
+
+async def create_session(
+    *, db: AsyncSession, actor: User, title: str, messages: list[MessageCreate]
+) -> AISession:
+    now = utcnow()
+    session = AISession(
+        account_id=actor.account_id,
+        created_by=actor.id,
+        title=title,
+        status=SessionStatus.ACTIVE,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(session)
+    await db.flush()
+    for item in messages:
+        db.add(_message(session, actor, item.role, item.content))
+    await db.flush()
+    return session
+
+
+def _message(session: AISession, author: User, role: str, content: str) -> Message:
+    return Message(
+        session_id=session.id,
+        account_id=session.account_id,
+        role=role,
+        author_user_id=author.id,
+        content=content,
+        created_at=utcnow(),
+    )
+
+
+async def list_sessions(
+    *,
+    db: AsyncSession,
+    user: User,
+    status: SessionStatus | None,
+    mine: bool,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[AISession], str | None]:
+    query = select(AISession).where(visible_to(user))
+    if status is not None:
+        query = query.where(AISession.status == status)
+    if mine:
+        query = query.where(or_(AISession.created_by == user.id, AISession.assigned_to == user.id))
+    query = keyset(
+        query, AISession.created_at, AISession.id, cursor=cursor, limit=limit, descending=True
+    )
+    rows = (await db.scalars(query)).all()
+    return page(rows, limit, lambda s: (s.created_at, s.id))
+
+
+async def add_message(
+    *, db: AsyncSession, actor: User, session_id: str, role: MessageRole, content: str
+) -> Message:
+    """Append to the transcript; only the session's creator or assignee writes to it."""
+    session = await get_visible_session(db=db, user=actor, session_id=session_id)
+    if not is_session_owner(session, actor):
+        raise Forbidden("Only the session's creator or assignee can add messages")
+    message = _message(session, actor, role, content)
+    db.add(message)
+    session.updated_at = message.created_at
+    await db.flush()
+    data: dict[str, Any] = MessageRead.model_validate(message).model_dump(mode="json")
+    await record_event(
+        db=db,
+        account_id=session.account_id,
+        type="session.message",
+        audience=await session_audience(db, session),
+        data=data,
+    )
+    return message
+
+
+async def list_messages(
+    *, db: AsyncSession, user: User, session_id: str, cursor: str | None, limit: int
+) -> tuple[list[Message], str | None]:
+    await get_visible_session(db=db, user=user, session_id=session_id)
+    query = keyset(
+        select(Message).where(Message.session_id == session_id),
+        Message.created_at,
+        Message.id,
+        cursor=cursor,
+        limit=limit,
+        descending=False,
+    )
+    rows = (await db.scalars(query)).all()
+    return page(rows, limit, lambda m: (m.created_at, m.id))
+
+
+async def last_messages(*, db: AsyncSession, session_id: str, count: int) -> list[Message]:
+    """The tail of a transcript, oldest first (for notifications)."""
+    rows = (
+        await db.scalars(
+            select(Message)
+            .where(Message.session_id == session_id)
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(count)
+        )
+    ).all()
+    return list(reversed(rows))

@@ -1,0 +1,96 @@
+"""The ASGI application: routers, the one error handler, and the process lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from lifeline import __version__
+from lifeline.accounts.router import router as accounts_router
+from lifeline.ai_sessions.router import router as ai_sessions_router
+from lifeline.config import Settings, get_settings
+from lifeline.context import AppContext
+from lifeline.errors import LifelineError
+from lifeline.handoffs.router import queue_router
+from lifeline.handoffs.router import router as handoffs_router
+
+log = logging.getLogger(__name__)
+
+# Start-up and shutdown steps that other layers (notifications, real-time, web) contribute.
+Plugin = Callable[[FastAPI, AppContext], Awaitable[Callable[[], Awaitable[None]] | None]]
+
+
+def api_router() -> APIRouter:
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(accounts_router)
+    # The queue first: "/ai-sessions/queue" must never be read as a session id.
+    api.include_router(queue_router)
+    api.include_router(ai_sessions_router)
+    api.include_router(handoffs_router)
+    return api
+
+
+def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    all_plugins = list(plugins) if plugins is not None else default_plugins()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = AppContext.create(settings)
+        app.state.ctx = ctx
+        closers = []
+        for plugin in all_plugins:
+            closer = await plugin(app, ctx)
+            if closer is not None:
+                closers.append(closer)
+        try:
+            yield
+        finally:
+            for closer in reversed(closers):
+                try:
+                    await closer()
+                except Exception:
+                    log.exception("shutdown step failed")
+            await ctx.close()
+
+    app = FastAPI(title="Lifeline", version=__version__, lifespan=lifespan, docs_url="/docs")
+    app.state.settings = settings
+
+    @app.exception_handler(LifelineError)
+    async def _domain_error(_request: Request, exc: LifelineError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
+        log.warning("integrity error: %s", exc.orig)
+        return JSONResponse({"detail": "Conflicts with the current state"}, status_code=409)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        ctx: AppContext = request.app.state.ctx
+        try:
+            async with ctx.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    app.include_router(api_router())
+    return app
+
+
+def default_plugins() -> list[Plugin]:
+    """The layers a full server runs; tests may pass their own list."""
+    return []

@@ -1,0 +1,224 @@
+"""The ``lifeline`` command: serve, worker, migrations, demo, accounts, users and tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lifeline import migrate
+from lifeline.accounts import service as accounts
+from lifeline.accounts.models import Role, User
+from lifeline.after_commit import AfterCommitRunner, TaskSet
+from lifeline.config import Settings, get_settings
+from lifeline.db import create_engine, create_sessionmaker, unit_of_work
+from lifeline.errors import LifelineError
+
+app = typer.Typer(help="Lifeline: escalation and hand-off for AI sessions.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+account_app = typer.Typer(help="Accounts (tenants).", no_args_is_help=True)
+user_app = typer.Typer(help="Users of an account.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(account_app, name="account")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+T = TypeVar("T")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@asynccontextmanager
+async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
+    engine = create_engine(settings.database_url)
+    try:
+        async with unit_of_work(
+            create_sessionmaker(engine), AfterCommitRunner(TaskSet())
+        ) as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run one unit of work against the configured database; domain errors exit 1."""
+
+    async def main() -> T:
+        async with _transaction(_settings()) as session:
+            return await work(session)
+
+    try:
+        return asyncio.run(main())
+    except LifelineError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "account_id": user.account_id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+    }
+
+
+def _emit(as_json: bool, payload: dict[str, Any], human: str) -> None:
+    typer.echo(json.dumps(payload) if as_json else human)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations (Alembic) to LIFELINE_DATABASE_URL."""
+    migrate.upgrade(_settings().database_url, revision)
+    typer.echo(f"database at {revision}", err=True)
+
+
+@account_app.command("create")
+def account_create(
+    name: str,
+    owner_email: Annotated[str, typer.Option(help="The owner's email address.")],
+    owner_name: Annotated[str | None, typer.Option(help="The owner's display name.")] = None,
+    password: Annotated[str | None, typer.Option(help="The owner's web password.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an account with its owner; prints the owner's API token once."""
+
+    async def work(db: AsyncSession) -> tuple[Any, User, str]:
+        return await accounts.create_account(
+            db=db,
+            name=name,
+            owner_email=owner_email,
+            owner_name=owner_name,
+            owner_password=password,
+        )
+
+    account, owner, secret = _run(work)
+    _emit(
+        as_json,
+        {
+            "account": {"id": account.id, "name": account.name},
+            "user": _user_json(owner),
+            "token": secret,
+        },
+        f"account {account.id} ({account.name})\nowner   {owner.id} {owner.email}\n"
+        f"token   {secret}   (shown once)",
+    )
+
+
+@user_app.command("create")
+def user_create(
+    account: Annotated[str, typer.Option(help="The account id.")],
+    email: Annotated[str, typer.Option(help="The user's email address.")],
+    role: Annotated[Role, typer.Option(help="owner, admin, engineer or viewer.")] = Role.ENGINEER,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    password: Annotated[str | None, typer.Option(help="Web password; '-' prompts for it.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a user in an account; prints their API token once."""
+    if password == "-":
+        password = getpass.getpass("Password: ")
+    if password is not None and len(password) < 8:
+        typer.echo("error: --password must be at least 8 characters", err=True)
+        raise typer.Exit(2)
+
+    async def work(db: AsyncSession) -> tuple[User, str]:
+        await accounts.get_account(db=db, account_id=account)
+        user = await accounts.create_user(
+            db=db, account_id=account, email=email, name=name, role=role, password=password
+        )
+        _token, secret = await accounts.create_token(db=db, user=user, name="cli")
+        return user, secret
+
+    user, secret = _run(work)
+    _emit(
+        as_json,
+        {"user": _user_json(user), "token": secret},
+        f"user  {user.id} {user.email} ({user.role})\ntoken {secret}   (shown once)",
+    )
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="The user id.")],
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "cli",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API token for a user; prints the secret once."""
+
+    async def work(db: AsyncSession) -> tuple[Any, str]:
+        owner = await db.get(User, user)
+        if owner is None or owner.deleted_at is not None:
+            raise LifelineError(f"no active user with id {user}")
+        return await accounts.create_token(db=db, user=owner, name=name)
+
+    token, secret = _run(work)
+    _emit(
+        as_json,
+        {"token": secret, "id": token.id, "user_id": token.user_id, "prefix": token.prefix},
+        f"token {secret}   (shown once; id {token.id})",
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+) -> None:
+    """Serve the API and web app with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    if workers > 1 and not settings.redis_url:
+        typer.echo(
+            "error: --workers > 1 needs LIFELINE_REDIS_URL: live push must cross processes",
+            err=True,
+        )
+        raise typer.Exit(2)
+    uvicorn.run(
+        "lifeline.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    smtp_port: Annotated[int, typer.Option(help="Port of the local mail sink.")] = 1025,
+    seed_only: Annotated[bool, typer.Option(help="Seed and exit without serving.")] = False,
+) -> None:
+    """Seed a demo account and serve it, with a local mail sink catching every email."""
+    from lifeline import demo as demo_module
+
+    demo_module.run(host=host, port=port, smtp_port=smtp_port, seed_only=seed_only)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,67 @@
+"""Settings read from the environment (prefix ``LIFELINE_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "demo-secret-key"})
+DEMO_SECRET_KEY = "demo-secret-key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIFELINE_", env_file=None, extra="ignore")
+
+    env: Literal["production", "development", "demo", "test"] = "production"
+    database_url: str = "sqlite+aiosqlite:///./lifeline.db"
+    redis_url: str | None = None
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = ""
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
+    mail_from: str = "Lifeline <lifeline@localhost>"
+
+    # Outbox relay: retries with exponential backoff, leases so two senders never share a row.
+    delivery_max_attempts: int = Field(default=6, ge=1)
+    delivery_backoff_base_seconds: float = Field(default=5.0, gt=0)
+    delivery_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    delivery_lease_seconds: float = Field(default=60.0, gt=0)
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    presence_ttl_seconds: float = Field(default=45.0, gt=0)
+
+    max_page_size: int = Field(default=100, ge=1)
+    # The demo's mail sink writes each caught message here; /demo/mail shows them.
+    mail_sink_dir: str | None = None
+    log_json: bool | None = None
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.env == "production" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "LIFELINE_SECRET_KEY is missing or a placeholder; set a long random value "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def smtp_configured(self) -> bool:
+        return bool(self.smtp_host)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

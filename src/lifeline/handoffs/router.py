@@ -1,0 +1,98 @@
+"""HTTP routes: a session's handoffs, and the team queue.
+
+``queue_router`` is registered before the AI-session router so that ``/ai-sessions/queue``
+never parses as a session id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+
+from lifeline.accounts.schemas import UserRef
+from lifeline.db import utcnow
+from lifeline.deps import CurrentUser, PageParams, SeniorUser, SessionDep
+from lifeline.handoffs import schemas
+from lifeline.handoffs import service as handoffs
+from lifeline.handoffs.models import Handoff, HandoffStatus
+
+queue_router = APIRouter(prefix="/ai-sessions", tags=["handoffs"])
+router = APIRouter(prefix="/ai-sessions/{session_id}", tags=["handoffs"])
+
+
+@queue_router.get("/queue", response_model=schemas.QueueList)
+async def team_queue(
+    db: SessionDep,
+    user: CurrentUser,
+    paging: PageParams,
+    status_: Annotated[Literal["open", "claimed"], Query(alias="status")] = "open",
+) -> schemas.QueueList:
+    limit, cursor = paging
+    rows, next_cursor = await handoffs.team_queue(
+        db=db, user=user, status=HandoffStatus(status_), cursor=cursor, limit=limit
+    )
+    now = utcnow()
+    items = [
+        schemas.QueueItem(
+            **schemas.HandoffRead.model_validate(h).model_dump(),
+            session=schemas.SessionRef(id=s.id, title=s.title),
+            escalator=UserRef(id=u.id, name=u.name),
+            age_seconds=max(0, int((now - h.created_at).total_seconds())),
+        )
+        for h, s, u in rows
+    ]
+    return schemas.QueueList(items=items, next_cursor=next_cursor)
+
+
+@router.post("/handoff", response_model=schemas.HandoffRead, status_code=status.HTTP_201_CREATED)
+async def create_handoff(
+    db: SessionDep, user: SeniorUser, session_id: str, body: schemas.HandoffCreate
+) -> schemas.HandoffRead:
+    handoff = await handoffs.create_handoff(
+        db=db, actor=user, session_id=session_id, intent=body.intent, note=body.note
+    )
+    return schemas.HandoffRead.model_validate(handoff)
+
+
+@router.get("/handoffs", response_model=schemas.HandoffList)
+async def list_handoffs(
+    db: SessionDep, user: CurrentUser, session_id: str, paging: PageParams
+) -> schemas.HandoffList:
+    limit, cursor = paging
+    rows, next_cursor = await handoffs.list_handoffs(
+        db=db, user=user, session_id=session_id, cursor=cursor, limit=limit
+    )
+    return schemas.HandoffList(
+        items=[schemas.HandoffRead.model_validate(h) for h in rows], next_cursor=next_cursor
+    )
+
+
+Transition = Callable[..., Awaitable[Handoff]]
+
+
+def _transition_route(path: str, transition: Transition, summary: str) -> None:
+    async def endpoint(
+        db: SessionDep, user: SeniorUser, session_id: str, handoff_id: str
+    ) -> schemas.HandoffRead:
+        handoff = await transition(db=db, actor=user, session_id=session_id, handoff_id=handoff_id)
+        return schemas.HandoffRead.model_validate(handoff)
+
+    endpoint.__name__ = f"{path}_handoff"
+    router.add_api_route(
+        f"/handoffs/{{handoff_id}}/{path}",
+        endpoint,
+        methods=["POST"],
+        response_model=schemas.HandoffRead,
+        summary=summary,
+        responses={403: {"description": "not allowed"}, 404: {}, 409: {}},
+    )
+
+
+_transition_route("claim", handoffs.claim_handoff, "Pick Up an escalation")
+_transition_route("release", handoffs.release_handoff, "Put a picked-up escalation back")
+_transition_route("resolve", handoffs.resolve_handoff, "Mark the handoff done")
+_transition_route("cancel", handoffs.cancel_handoff, "Withdraw the handoff")
+
+__all__ = ["queue_router", "router"]

@@ -1,0 +1,291 @@
+"""The hand-off state machine: park, escalate, claim (Pick Up), release, resolve, cancel.
+
+Every transition is one conditional ``UPDATE … WHERE status = …`` so concurrent callers can't
+both win, on SQLite and PostgreSQL alike; the rowcount says who did.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from lifeline.accounts.models import MANAGER_ROLES, Role, User
+from lifeline.ai_sessions import service as sessions
+from lifeline.ai_sessions.models import AISession, SessionStatus
+from lifeline.db import utcnow
+from lifeline.errors import Conflict, Forbidden, NotFound
+from lifeline.handoffs.models import Handoff, HandoffStatus, Intent
+from lifeline.handoffs.schemas import HandoffRead
+from lifeline.notifications import outbox
+from lifeline.notifications.models import DeliveryKind
+from lifeline.pagination import keyset, page
+from lifeline.realtime.events import AUDIENCE_ACCOUNT, audience_user, record_event
+
+
+def handoff_data(handoff: Handoff) -> dict[str, Any]:
+    data: dict[str, Any] = HandoffRead.model_validate(handoff).model_dump(mode="json")
+    return data
+
+
+async def _publish(db: AsyncSession, handoff: Handoff, type_: str) -> None:
+    audience = (
+        AUDIENCE_ACCOUNT if handoff.intent == Intent.ESCALATE else audience_user(handoff.created_by)
+    )
+    await record_event(
+        db=db,
+        account_id=handoff.account_id,
+        type=type_,
+        audience=audience,
+        data=handoff_data(handoff),
+    )
+
+
+async def _set_session(
+    db: AsyncSession,
+    session_id: str,
+    status: SessionStatus,
+    now: datetime,
+    **values: Any,
+) -> None:
+    await db.execute(
+        update(AISession)
+        .where(AISession.id == session_id)
+        .values(status=status, updated_at=now, **values)
+    )
+
+
+async def create_handoff(
+    *, db: AsyncSession, actor: User, session_id: str, intent: Intent, note: str
+) -> Handoff:
+    """Park (private, no fan-out) or escalate (the team is told once this commits)."""
+    session = await sessions.get_visible_session(db=db, user=actor, session_id=session_id)
+    if not sessions.is_session_owner(session, actor):
+        raise Forbidden("Only the session's creator or assignee can hand it off")
+    now = utcnow()
+    handoff = Handoff(
+        session_id=session.id,
+        account_id=session.account_id,
+        intent=intent,
+        status=HandoffStatus.OPEN,
+        note=note,
+        created_by=actor.id,
+        created_at=now,
+        queued_at=now,
+    )
+    if intent == Intent.ESCALATE:
+        # An escalation supersedes the escalator's own parks of the session.
+        await db.execute(
+            update(Handoff)
+            .where(
+                Handoff.session_id == session.id,
+                Handoff.intent == Intent.PARK,
+                Handoff.status == HandoffStatus.OPEN,
+            )
+            .values(status=HandoffStatus.RESOLVED, resolved_by=actor.id, resolved_at=now)
+        )
+    try:
+        async with db.begin_nested():
+            db.add(handoff)
+    except IntegrityError as exc:
+        raise Conflict("An escalation is already open or claimed for this session") from exc
+
+    if intent == Intent.ESCALATE:
+        await _set_session(db, session.id, SessionStatus.ESCALATED, now)
+        await _publish(db, handoff, "handoff.escalated")
+        await outbox.enqueue_wave(db=db, handoff=handoff, kind=DeliveryKind.ESCALATED)
+    else:
+        await _set_session(db, session.id, SessionStatus.PARKED, now)
+        await _publish(db, handoff, "handoff.parked")
+    return handoff
+
+
+def _visible_handoffs(user: User) -> Any:
+    """Escalations are the account's; a park is its creator's alone."""
+    return (Handoff.account_id == user.account_id) & (
+        (Handoff.intent == Intent.ESCALATE) | (Handoff.created_by == user.id)
+    )
+
+
+async def get_handoff(*, db: AsyncSession, user: User, session_id: str, handoff_id: str) -> Handoff:
+    handoff = await db.scalar(
+        select(Handoff).where(
+            Handoff.id == handoff_id, Handoff.session_id == session_id, _visible_handoffs(user)
+        )
+    )
+    if handoff is None:
+        raise NotFound("Handoff not found")
+    return handoff
+
+
+async def list_handoffs(
+    *, db: AsyncSession, user: User, session_id: str, cursor: str | None, limit: int
+) -> tuple[list[Handoff], str | None]:
+    """A session's history, newest first; others' parks never appear."""
+    await sessions.get_visible_session(db=db, user=user, session_id=session_id)
+    query = keyset(
+        select(Handoff).where(Handoff.session_id == session_id, _visible_handoffs(user)),
+        Handoff.created_at,
+        Handoff.id,
+        cursor=cursor,
+        limit=limit,
+        descending=True,
+    )
+    rows = (await db.scalars(query)).all()
+    return page(rows, limit, lambda h: (h.created_at, h.id))
+
+
+async def _conditional_update(
+    db: AsyncSession, handoff: Handoff, where: list[Any], values: dict[str, Any]
+) -> bool:
+    """One atomic UPDATE guarded by ``where``; True when this caller made the change."""
+    result: CursorResult[Any] = await db.execute(  # type: ignore[assignment]
+        update(Handoff)
+        .where(Handoff.id == handoff.id, *where)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        await db.refresh(handoff)
+        return False
+    await db.refresh(handoff)
+    return True
+
+
+async def _user_ref(db: AsyncSession, user_id: str | None) -> dict[str, str] | None:
+    if user_id is None:
+        return None
+    user = await db.get(User, user_id)
+    return {"id": user_id, "name": user.name if user else "a former member"}
+
+
+async def _not_open_conflict(db: AsyncSession, handoff: Handoff) -> Conflict:
+    if handoff.status == HandoffStatus.CLAIMED:
+        holder = await _user_ref(db, handoff.claimed_by)
+        name = holder["name"] if holder else "someone else"
+        return Conflict(f"Already picked up by {name}", claimed_by=holder)
+    return Conflict(f"This escalation is {handoff.status}", claimed_by=None)
+
+
+async def claim_handoff(
+    *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
+) -> Handoff:
+    """Pick Up: exactly one of any number of simultaneous claimers wins."""
+    handoff = await get_handoff(db=db, user=actor, session_id=session_id, handoff_id=handoff_id)
+    if handoff.intent != Intent.ESCALATE:
+        raise Conflict("Only an escalation can be picked up", claimed_by=None)
+    if handoff.created_by == actor.id:
+        raise Forbidden("You can't pick up your own escalation")
+    now = utcnow()
+    won = await _conditional_update(
+        db,
+        handoff,
+        [Handoff.status == HandoffStatus.OPEN],
+        {"status": HandoffStatus.CLAIMED, "claimed_by": actor.id, "claimed_at": now},
+    )
+    if not won:
+        raise await _not_open_conflict(db, handoff)
+    await _set_session(db, session_id, SessionStatus.CLAIMED, now, assigned_to=actor.id)
+    await _publish(db, handoff, "handoff.claimed")
+    return handoff
+
+
+async def release_handoff(
+    *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
+) -> Handoff:
+    """The claimer puts it back in the queue; the team is told again."""
+    handoff = await get_handoff(db=db, user=actor, session_id=session_id, handoff_id=handoff_id)
+    if handoff.claimed_by != actor.id:
+        raise Forbidden("Only the engineer who picked it up can release it")
+    now = utcnow()
+    won = await _conditional_update(
+        db,
+        handoff,
+        [Handoff.status == HandoffStatus.CLAIMED, Handoff.claimed_by == actor.id],
+        {
+            "status": HandoffStatus.OPEN,
+            "claimed_by": None,
+            "claimed_at": None,
+            "queued_at": now,
+            "reminded_at": None,
+        },
+    )
+    if not won:
+        raise Conflict(f"This escalation is {handoff.status}", claimed_by=None)
+    await _set_session(db, session_id, SessionStatus.ESCALATED, now, assigned_to=None)
+    await _publish(db, handoff, "handoff.released")
+    await outbox.enqueue_wave(db=db, handoff=handoff, kind=DeliveryKind.RELEASED)
+    return handoff
+
+
+async def resolve_handoff(
+    *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
+) -> Handoff:
+    """Done. An escalation is resolved by its claimer; a park by its creator (resuming it)."""
+    handoff = await get_handoff(db=db, user=actor, session_id=session_id, handoff_id=handoff_id)
+    now = utcnow()
+    values = {"status": HandoffStatus.RESOLVED, "resolved_by": actor.id, "resolved_at": now}
+    if handoff.intent == Intent.PARK:
+        guard = [Handoff.status == HandoffStatus.OPEN, Handoff.created_by == actor.id]
+        session_status = SessionStatus.ACTIVE
+    else:
+        if handoff.claimed_by != actor.id:
+            raise Forbidden("Only the engineer who picked it up can resolve it")
+        guard = [Handoff.status == HandoffStatus.CLAIMED, Handoff.claimed_by == actor.id]
+        session_status = SessionStatus.RESOLVED
+    if not await _conditional_update(db, handoff, guard, values):
+        raise Conflict(f"This handoff is {handoff.status}", claimed_by=None)
+    await _set_session(db, session_id, session_status, now)
+    await _publish(db, handoff, "handoff.resolved")
+    return handoff
+
+
+async def cancel_handoff(
+    *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
+) -> Handoff:
+    """The escalator withdraws it (open or picked up); a park's creator drops the park."""
+    handoff = await get_handoff(db=db, user=actor, session_id=session_id, handoff_id=handoff_id)
+    if handoff.created_by != actor.id:
+        raise Forbidden("Only the engineer who escalated it can cancel it")
+    now = utcnow()
+    won = await _conditional_update(
+        db,
+        handoff,
+        [Handoff.status.in_([HandoffStatus.OPEN, HandoffStatus.CLAIMED])],
+        {"status": HandoffStatus.CANCELLED, "cancelled_at": now},
+    )
+    if not won:
+        raise Conflict(f"This handoff is {handoff.status}", claimed_by=None)
+    await _set_session(db, session_id, SessionStatus.ACTIVE, now, assigned_to=None)
+    await _publish(db, handoff, "handoff.cancelled")
+    return handoff
+
+
+async def team_queue(
+    *, db: AsyncSession, user: User, status: HandoffStatus, cursor: str | None, limit: int
+) -> tuple[list[tuple[Handoff, AISession, User]], str | None]:
+    """The account's escalations in ``status`` (open or claimed), oldest first."""
+    escalator = aliased(User)
+    query = (
+        select(Handoff, AISession, escalator)
+        .join(AISession, AISession.id == Handoff.session_id)
+        .join(escalator, escalator.id == Handoff.created_by)
+        .where(
+            Handoff.account_id == user.account_id,
+            Handoff.intent == Intent.ESCALATE,
+            Handoff.status == status,
+        )
+    )
+    query = keyset(
+        query, Handoff.created_at, Handoff.id, cursor=cursor, limit=limit, descending=False
+    )
+    rows = [(h, s, u) for h, s, u in (await db.execute(query)).all()]
+    return page(rows, limit, lambda r: (r[0].created_at, r[0].id))
+
+
+def may_read_deliveries(user: User, handoff: Handoff) -> bool:
+    return Role(user.role) in MANAGER_ROLES or handoff.created_by == user.id

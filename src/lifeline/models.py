@@ -1,0 +1,23 @@
+"""Every table, imported once so that metadata (and Alembic) sees the whole schema."""
+
+from lifeline.accounts.models import Account, ApiToken, User, WebSession
+from lifeline.ai_sessions.models import AISession, Message
+from lifeline.db import Base
+from lifeline.handoffs.models import Handoff
+from lifeline.idempotency import IdempotencyRecord
+from lifeline.notifications.models import Delivery
+from lifeline.realtime.models import Event
+
+__all__ = [
+    "AISession",
+    "Account",
+    "ApiToken",
+    "Base",
+    "Delivery",
+    "Event",
+    "Handoff",
+    "IdempotencyRecord",
+    "Message",
+    "User",
+    "WebSession",
+]

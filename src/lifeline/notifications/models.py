@@ -1,0 +1,57 @@
+"""Delivery records: the transactional outbox and the audit trail of every notification."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lifeline.db import Base, UTCDateTime, new_id, utcnow
+
+
+class Channel(enum.StrEnum):
+    EMAIL = "email"
+    PUSH = "push"
+
+
+class DeliveryKind(enum.StrEnum):
+    ESCALATED = "escalated"
+    REMINDER = "reminder"
+    RELEASED = "released"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_handoff", "handoff_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    recipient_user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    # The event this notification is about (one wave of one handoff): recipient, channel and
+    # event make the dedupe key, so the same wave never reaches the same person twice.
+    event_key: Mapped[str] = mapped_column(String(120))
+    dedupe_key: Mapped[str] = mapped_column(String(250), unique=True)
+    message_id: Mapped[str] = mapped_column(String(250))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_token: Mapped[str | None] = mapped_column(String(36), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
