@@ -33,6 +33,7 @@ def api_router() -> APIRouter:
     api.include_router(queue_router)
     api.include_router(ai_sessions_router)
     api.include_router(handoffs_router)
+    # Further layers add their routers below, one line each.
     return api
 
 
