@@ -19,6 +19,7 @@ from lifeline.context import AppContext
 from lifeline.errors import LifelineError
 from lifeline.handoffs.router import queue_router
 from lifeline.handoffs.router import router as handoffs_router
+from lifeline.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
         return JSONResponse({"status": "ok", "database": "ok"})
 
     app.include_router(api_router())
+    # Added last, so outermost: even a 413 carries its X-Request-ID.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

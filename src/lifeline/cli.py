@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lifeline import logging as lifeline_logging
 from lifeline import migrate
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import Role, User
@@ -32,6 +33,14 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 
 T = TypeVar("T")
+
+
+@app.callback()
+def _configure_logging() -> None:
+    """Every command logs the same way: JSON lines unless stderr is a terminal."""
+    lifeline_logging.configure_logging()
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
@@ -198,7 +207,10 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=True,
-        log_config=None,
+        # Applied by uvicorn in every server process it starts, so --workers N log alike.
+        log_config=lifeline_logging.logging_config(
+            json_lines=lifeline_logging.wants_json(settings.log_json), level=settings.log_level
+        ),
         access_log=False,
     )
 

@@ -42,7 +42,13 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=100, ge=1)
     # The demo's mail sink writes each caught message here; /demo/mail shows them.
     mail_sink_dir: str | None = None
+    # Logs: JSON lines when true, or when unset and stderr is not a terminal.
     log_json: bool | None = None
+    log_level: str = "INFO"
+    # Requests with a larger body are refused with 413 before anything reads them.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # When set, GET /metrics needs "Authorization: Bearer <this>".
+    metrics_token: str | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

@@ -1,0 +1,149 @@
+"""Structured logs: JSON lines for machines, plain lines for people, a request id on both.
+
+The request id lives in a context variable set by :class:`lifeline.middleware.RequestIdMiddleware`.
+``asyncio.create_task`` copies the current context into the task, so after-commit work spawned
+while a request is handled (the dispatch of its notifications, its live push) logs with the id of
+the request that caused it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import os
+import sys
+import traceback
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+request_id_var: ContextVar[str | None] = ContextVar("lifeline_request_id", default=None)
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is data.
+_RECORD_ATTRS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "request_id", "taskName"}
+)
+
+
+def current_request_id() -> str | None:
+    return request_id_var.get()
+
+
+class RequestContextFilter(logging.Filter):
+    """Stamps each record with the request id of the context it was logged from."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get()
+        return True
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, request_id, extras, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            entry["request_id"] = request_id
+        entry.update(_extras(record))
+        if record.exc_info:
+            entry["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class HumanFormatter(logging.Formatter):
+    """``12:00:01.123 INFO  lifeline.app [req 3f2a…] message key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        request_id = getattr(record, "request_id", None)
+        parts = [when, f"{record.levelname:<7}", record.name]
+        if request_id:
+            parts.append(f"[{request_id[:12]}]")
+        parts.append(record.getMessage())
+        parts.extend(f"{k}={v}" for k, v in _extras(record).items())
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        return line
+
+
+def wants_json(setting: bool | None) -> bool:
+    """JSON when asked, or when nobody is watching stderr (a service manager, a container)."""
+    if setting is not None:
+        return setting
+    return not sys.stderr.isatty()
+
+
+def logging_config(*, json_lines: bool, level: str = "INFO") -> dict[str, Any]:
+    """A ``dictConfig`` for the whole process, uvicorn's loggers included.
+
+    Handed to uvicorn as ``log_config`` so that every server process it spawns applies it.
+    """
+    formatter = (
+        "lifeline.logging.JsonFormatter" if json_lines else "lifeline.logging.HumanFormatter"
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request": {"()": "lifeline.logging.RequestContextFilter"}},
+        "formatters": {"lifeline": {"()": formatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "lifeline",
+                "filters": ["request"],
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {
+            "uvicorn": {"level": level.upper(), "handlers": [], "propagate": True},
+            "uvicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
+            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+        },
+    }
+
+
+def _env_bool(name: str) -> bool | None:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    return None
+
+
+def settings_from_env() -> tuple[bool, str]:
+    """(json_lines, level) from LIFELINE_LOG_JSON and LIFELINE_LOG_LEVEL.
+
+    Read straight from the environment so that logging works before (and when) the full
+    settings refuse to load, for example to report a missing secret key.
+    """
+    level = os.environ.get("LIFELINE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if level not in logging.getLevelNamesMapping():
+        level = "INFO"
+    return wants_json(_env_bool("LIFELINE_LOG_JSON")), level
+
+
+def configure_logging(*, json_lines: bool | None = None, level: str | None = None) -> None:
+    """Configure the process's root logger (the CLI calls this before any command)."""
+    env_json, env_level = settings_from_env()
+    logging.config.dictConfig(
+        logging_config(
+            json_lines=env_json if json_lines is None else json_lines,
+            level=level or env_level,
+        )
+    )

@@ -1,0 +1,46 @@
+"""Input limits: note and message length, page size — 422 naming the field, nothing written."""
+
+from __future__ import annotations
+
+import httpx
+
+from lifeline.ai_sessions.schemas import MAX_MESSAGE_LENGTH
+from lifeline.handoffs.schemas import MAX_NOTE_LENGTH
+from tests.support.factories import Factory, new_session
+
+
+def _fields(response: httpx.Response) -> set[str]:
+    return {str(error["loc"][-1]) for error in response.json()["detail"]}
+
+
+async def test_overlong_note_message_and_page_size_are_refused(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    team = await factory.team(junior="engineer")
+    junior = team["junior"]
+    session = await new_session(client, junior)
+    sid = session["id"]
+
+    note = await client.post(
+        f"/api/v1/ai-sessions/{sid}/handoff",
+        headers=junior.headers,
+        json={"intent": "escalate", "note": "n" * (MAX_NOTE_LENGTH + 1)},
+    )
+    assert note.status_code == 422 and _fields(note) == {"note"}
+    history = await client.get(f"/api/v1/ai-sessions/{sid}/handoffs", headers=junior.headers)
+    assert history.json()["items"] == []
+
+    message = await client.post(
+        f"/api/v1/ai-sessions/{sid}/messages",
+        headers=junior.headers,
+        json={"content": "m" * (MAX_MESSAGE_LENGTH + 1)},
+    )
+    assert message.status_code == 422 and _fields(message) == {"content"}
+    transcript = await client.get(f"/api/v1/ai-sessions/{sid}/messages", headers=junior.headers)
+    assert len(transcript.json()["items"]) == 2
+
+    for path in ("/api/v1/ai-sessions", "/api/v1/ai-sessions/queue", "/api/v1/users"):
+        too_many = await client.get(path, params={"limit": 101}, headers=junior.headers)
+        assert too_many.status_code == 422 and _fields(too_many) == {"limit"}, path
+        most = await client.get(path, params={"limit": 100}, headers=junior.headers)
+        assert most.status_code == 200, path

@@ -1,0 +1,166 @@
+"""Structured logs: JSON lines, and the request id carried into after-commit work."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from lifeline import after_commit
+from lifeline.app import create_app
+from lifeline.config import Settings
+from lifeline.context import AppContext
+from lifeline.logging import HumanFormatter, JsonFormatter, RequestContextFilter, request_id_var
+from tests.support.factories import Factory, new_session
+from tests.support.live import free_port, live_process, server_env
+
+HANDLER_LOGGER = "lifeline.tests.after_commit"
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stream.getvalue().splitlines() if line]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Captured]:
+    """The production handler (JSON formatter + request filter) on the loggers under test."""
+    captured = Captured()
+    handler = logging.StreamHandler(captured.stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestContextFilter())
+    names = [HANDLER_LOGGER, "lifeline.access"]
+    previous = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        yield captured
+    finally:
+        for name in names:
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).setLevel(previous[name])
+
+
+async def _logging_plugin(_app: FastAPI, ctx: AppContext) -> None:
+    """Stands in for the live-push layer: logs from the after-commit task it is handed."""
+    log = logging.getLogger(HANDLER_LOGGER)
+
+    async def publish(intent: after_commit.PublishEvent) -> None:
+        log.info("published %s", intent.message["type"], extra={"event_id": intent.event_id})
+
+    ctx.after_commit.register(after_commit.PublishEvent, publish)
+
+
+@pytest.fixture
+async def logged_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, plugins=[_logging_plugin])
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_after_commit_log_lines_carry_the_request_id(
+    logged_app: FastAPI, json_logs: Captured
+) -> None:
+    ctx: AppContext = logged_app.state.ctx
+    factory = Factory(ctx.sessionmaker)
+    team = await factory.team(junior="engineer", senior="engineer")
+    transport = httpx.ASGITransport(app=logged_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        session = await new_session(client, team["junior"])
+        response = await client.post(
+            f"/api/v1/ai-sessions/{session['id']}/handoff",
+            headers={**team["junior"].headers, "X-Request-ID": "escalate-7f3a"},
+            json={"intent": "escalate", "note": "help"},
+        )
+        assert response.status_code == 201, response.text
+        assert response.headers["X-Request-ID"] == "escalate-7f3a"
+        await ctx.tasks.drain(wait_seconds=10)
+
+    published = [line for line in json_logs.lines() if line["logger"] == HANDLER_LOGGER]
+    assert [line["message"] for line in published] == ["published handoff.escalated"]
+    assert published[0]["request_id"] == "escalate-7f3a"
+    assert isinstance(published[0]["event_id"], int)
+    access = [
+        line
+        for line in json_logs.lines()
+        if line["logger"] == "lifeline.access" and line.get("request_id") == "escalate-7f3a"
+    ]
+    assert len(access) == 1
+    assert access[0]["status"] == 201 and access[0]["method"] == "POST"
+    # Outside any request nothing is stamped.
+    assert request_id_var.get() is None
+
+
+def _record(msg: str, **extra: Any) -> logging.LogRecord:
+    record = logging.LogRecord("lifeline.x", logging.WARNING, __file__, 1, msg, None, None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_json_lines_have_level_logger_extras_and_the_traceback() -> None:
+    try:
+        raise RuntimeError("smtp down")
+    except RuntimeError:
+        record = logging.LogRecord(
+            "lifeline.mail", logging.ERROR, __file__, 1, "send to %s failed", ("a@b",), None
+        )
+        record.exc_info = sys.exc_info()
+    record.delivery_id = "d-1"
+    token = request_id_var.set("r-1")
+    try:
+        RequestContextFilter().filter(record)
+    finally:
+        request_id_var.reset(token)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["level"] == "error" and line["logger"] == "lifeline.mail"
+    assert line["message"] == "send to a@b failed"
+    assert line["request_id"] == "r-1" and line["delivery_id"] == "d-1"
+    assert "RuntimeError: smtp down" in line["exc"]
+    assert line["ts"].endswith("+00:00")
+
+
+def test_human_lines_read_as_text() -> None:
+    record = _record("claimed", handoff_id="h-1", request_id="abcdef0123456789")
+    text = HumanFormatter().format(record)
+    assert "WARNING" in text and "lifeline.x" in text and "[abcdef012345]" in text
+    assert text.endswith("claimed handoff_id=h-1")
+
+
+def test_a_served_process_logs_json_lines_with_request_ids(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = server_env(database_url, LIFELINE_LOG_JSON="true", LIFELINE_LOG_LEVEL="INFO")
+    log_path = tmp_path / "serve.log"
+    with live_process(
+        ["serve", "--port", str(port)],
+        env,
+        log_path=log_path,
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+    ):
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/me", headers={"X-Request-ID": "probe-42"}
+        )
+        assert response.status_code == 401
+        assert response.headers["X-Request-ID"] == "probe-42"
+        generated = httpx.get(f"http://127.0.0.1:{port}/api/v1/me").headers["X-Request-ID"]
+        assert len(generated) == 32 and generated != "probe-42"
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
+    access = [line for line in lines if line.get("request_id") == "probe-42"]
+    assert [(line["logger"], line["status"], line["path"]) for line in access] == [
+        ("lifeline.access", 401, "/api/v1/me")
+    ]
