@@ -66,6 +66,8 @@ async def create_handoff(
     session = await sessions.get_visible_session(db=db, user=actor, session_id=session_id)
     if not sessions.is_session_owner(session, actor):
         raise Forbidden("Only the session's creator or assignee can hand it off")
+    if intent == Intent.PARK:
+        await _refuse_park_over_live_work(db, session.id, actor)
     now = utcnow()
     handoff = Handoff(
         session_id=session.id,
@@ -102,6 +104,30 @@ async def create_handoff(
         await _set_session(db, session.id, SessionStatus.PARKED, now)
         await _publish(db, handoff, "handoff.parked")
     return handoff
+
+
+async def _refuse_park_over_live_work(db: AsyncSession, session_id: str, actor: User) -> None:
+    """A session the team is working on can't be set aside, and a park is made once."""
+    live = await db.scalar(
+        select(Handoff.intent)
+        .where(
+            Handoff.session_id == session_id,
+            (
+                (Handoff.intent == Intent.ESCALATE)
+                & Handoff.status.in_([HandoffStatus.OPEN, HandoffStatus.CLAIMED])
+            )
+            | (
+                (Handoff.intent == Intent.PARK)
+                & (Handoff.status == HandoffStatus.OPEN)
+                & (Handoff.created_by == actor.id)
+            ),
+        )
+        .limit(1)
+    )
+    if live == Intent.ESCALATE:
+        raise Conflict("An escalation is already open or claimed for this session")
+    if live == Intent.PARK:
+        raise Conflict("You have already parked this session")
 
 
 def _visible_handoffs(user: User) -> Any:
@@ -260,7 +286,11 @@ async def cancel_handoff(
     )
     if not won:
         raise Conflict(f"This handoff is {handoff.status}", claimed_by=None)
-    await _set_session(db, session_id, SessionStatus.ACTIVE, now, assigned_to=None)
+    if handoff.intent == Intent.ESCALATE:
+        # Withdrawn from the team: whoever had picked it up no longer holds the session.
+        await _set_session(db, session_id, SessionStatus.ACTIVE, now, assigned_to=None)
+    else:
+        await _set_session(db, session_id, SessionStatus.ACTIVE, now)
     await _publish(db, handoff, "handoff.cancelled")
     return handoff
 
