@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from lifeline import __version__
 from lifeline.accounts.router import router as accounts_router
 from lifeline.ai_sessions.router import router as ai_sessions_router
+from lifeline.analytics.router import router as analytics_router
 from lifeline.config import Settings, get_settings
 from lifeline.context import AppContext
 from lifeline.errors import LifelineError
@@ -35,6 +36,7 @@ def api_router() -> APIRouter:
     api.include_router(ai_sessions_router)
     api.include_router(handoffs_router)
     # Further layers add their routers below, one line each.
+    api.include_router(analytics_router)
     return api
 
 
