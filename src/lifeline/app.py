@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from lifeline import __version__
+from lifeline import __version__, metrics
 from lifeline.accounts.router import router as accounts_router
 from lifeline.ai_sessions.router import router as ai_sessions_router
 from lifeline.analytics.router import router as analytics_router
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
         return JSONResponse({"status": "ok", "database": "ok"})
 
     app.include_router(api_router())
+    app.include_router(metrics.router)
     # Added last, so outermost: even a 413 carries its X-Request-ID.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

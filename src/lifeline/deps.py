@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline.accounts import service as accounts
@@ -115,3 +115,17 @@ def page_params(
 
 
 PageParams = Annotated[tuple[int, str | None], Depends(page_params)]
+
+
+# Creating routes take this header: a retry with the same key gets the first answer back.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string (a UUID); retries with the same key return the first "
+        "answer and create nothing twice.",
+    ),
+]

@@ -1,14 +1,34 @@
-"""Stored first answers for requests sent with an ``Idempotency-Key``."""
+"""Stored first answers for requests sent with an ``Idempotency-Key``.
+
+A client that retries a creating request (a timeout, a double click) sends the same key; the
+first request's answer is stored in the same transaction as what it created, so a retry gets
+that answer back and creates nothing, and a request that failed or rolled back stores nothing.
+
+Concurrent requests with one key are serialised by the unique ``(user_id, key)`` constraint:
+the second insert of the reservation waits for the first transaction (PostgreSQL) or for the
+write lock (SQLite), then finds the stored answer.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lifeline.db import Base, UTCDateTime, new_id, utcnow
+from lifeline.errors import Conflict, Unprocessable
+
+# Keys are remembered this long; after that the same key starts a new request.
+KEY_LIFETIME = timedelta(hours=24)
+MAX_KEY_LENGTH = 200
+# Written while the first request runs; never committed (the answer replaces it).
+_IN_PROGRESS = 0
 
 
 class IdempotencyRecord(Base):
@@ -23,3 +43,86 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+Create = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def _find(db: AsyncSession, user_id: str, key: str) -> IdempotencyRecord | None:
+    record: IdempotencyRecord | None = await db.scalar(
+        select(IdempotencyRecord)
+        .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
+        .execution_options(populate_existing=True)
+    )
+    return record
+
+
+def _replay(record: IdempotencyRecord, method: str, path: str) -> Outcome:
+    if (record.method, record.path) != (method, path):
+        raise Unprocessable(
+            f"Idempotency-Key: already used for {record.method} {record.path}; "
+            "use a new key for a different request"
+        )
+    if record.status_code == _IN_PROGRESS:
+        raise Conflict("Idempotency-Key: the first request with this key is still in progress")
+    return Outcome(record.status_code, dict(record.response_body), replayed=True)
+
+
+async def run_once(
+    *,
+    db: AsyncSession,
+    user_id: str,
+    key: str | None,
+    method: str,
+    path: str,
+    status_code: int,
+    create: Create,
+) -> Outcome:
+    """Run ``create`` once per ``(user, key)``; later calls with the key get its answer back.
+
+    ``create`` returns the JSON body of the answer. Without a key it simply runs.
+    """
+    if key is None:
+        return Outcome(status_code, await create(), replayed=False)
+    existing = await _find(db, user_id, key)
+    if existing is not None and existing.created_at < utcnow() - KEY_LIFETIME:
+        await db.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == existing.id))
+        existing = None
+    if existing is not None:
+        return _replay(existing, method, path)
+
+    record = IdempotencyRecord(
+        user_id=user_id,
+        key=key,
+        method=method,
+        path=path,
+        status_code=_IN_PROGRESS,
+        response_body={},
+        created_at=utcnow(),
+    )
+    try:
+        async with db.begin_nested():
+            db.add(record)
+    except IntegrityError as exc:
+        # Another request with this key got there first and has committed by now.
+        if record in db:
+            db.expunge(record)
+        winner = await _find(db, user_id, key)
+        if winner is None:  # it rolled back between our insert and this read: just retry
+            raise Conflict(
+                "Idempotency-Key: a concurrent request with this key failed; retry"
+            ) from exc
+        return _replay(winner, method, path)
+
+    body = await create()
+    record.status_code = status_code
+    record.response_body = body
+    await db.flush()
+    return Outcome(status_code, body, replayed=False)

@@ -2,26 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
 
+from lifeline import idempotency
 from lifeline.ai_sessions import schemas
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import SessionStatus
-from lifeline.deps import CurrentUser, PageParams, SessionDep
+from lifeline.deps import CurrentUser, IdempotencyKey, PageParams, SessionDep
 
 router = APIRouter(prefix="/ai-sessions", tags=["ai-sessions"])
 
 
 @router.post("", response_model=schemas.SessionRead, status_code=status.HTTP_201_CREATED)
 async def create_session(
-    db: SessionDep, user: CurrentUser, body: schemas.SessionCreate
+    db: SessionDep,
+    user: CurrentUser,
+    body: schemas.SessionCreate,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> schemas.SessionRead:
-    session = await sessions.create_session(
-        db=db, actor=user, title=body.title, messages=body.messages
+    async def create() -> dict[str, Any]:
+        session = await sessions.create_session(
+            db=db, actor=user, title=body.title, messages=body.messages
+        )
+        return schemas.SessionRead.model_validate(session).model_dump(mode="json")
+
+    outcome = await idempotency.run_once(
+        db=db,
+        user_id=user.id,
+        key=idempotency_key,
+        method=request.method,
+        path=request.url.path,
+        status_code=status.HTTP_201_CREATED,
+        create=create,
     )
-    return schemas.SessionRead.model_validate(session)
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return schemas.SessionRead.model_validate(outcome.body)
 
 
 @router.get("", response_model=schemas.SessionList)
@@ -53,12 +73,32 @@ async def read_session(db: SessionDep, user: CurrentUser, session_id: str) -> sc
     status_code=status.HTTP_201_CREATED,
 )
 async def add_message(
-    db: SessionDep, user: CurrentUser, session_id: str, body: schemas.MessageCreate
+    db: SessionDep,
+    user: CurrentUser,
+    session_id: str,
+    body: schemas.MessageCreate,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> schemas.MessageRead:
-    message = await sessions.add_message(
-        db=db, actor=user, session_id=session_id, role=body.role, content=body.content
+    async def create() -> dict[str, Any]:
+        message = await sessions.add_message(
+            db=db, actor=user, session_id=session_id, role=body.role, content=body.content
+        )
+        return schemas.MessageRead.model_validate(message).model_dump(mode="json")
+
+    outcome = await idempotency.run_once(
+        db=db,
+        user_id=user.id,
+        key=idempotency_key,
+        method=request.method,
+        path=request.url.path,
+        status_code=status.HTTP_201_CREATED,
+        create=create,
     )
-    return schemas.MessageRead.model_validate(message)
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return schemas.MessageRead.model_validate(outcome.body)
 
 
 @router.get("/{session_id}/messages", response_model=schemas.MessageList)

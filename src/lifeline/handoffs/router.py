@@ -7,13 +7,15 @@ never parses as a session id.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
 
+from lifeline import idempotency, metrics
 from lifeline.accounts.schemas import UserRef
 from lifeline.db import utcnow
-from lifeline.deps import CurrentUser, PageParams, SeniorUser, SessionDep
+from lifeline.deps import CurrentUser, IdempotencyKey, PageParams, SeniorUser, SessionDep
+from lifeline.errors import Conflict
 from lifeline.handoffs import schemas
 from lifeline.handoffs import service as handoffs
 from lifeline.handoffs.models import Handoff, HandoffStatus
@@ -48,12 +50,33 @@ async def team_queue(
 
 @router.post("/handoff", response_model=schemas.HandoffRead, status_code=status.HTTP_201_CREATED)
 async def create_handoff(
-    db: SessionDep, user: SeniorUser, session_id: str, body: schemas.HandoffCreate
+    db: SessionDep,
+    user: SeniorUser,
+    session_id: str,
+    body: schemas.HandoffCreate,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> schemas.HandoffRead:
-    handoff = await handoffs.create_handoff(
-        db=db, actor=user, session_id=session_id, intent=body.intent, note=body.note
+    async def create() -> dict[str, Any]:
+        handoff = await handoffs.create_handoff(
+            db=db, actor=user, session_id=session_id, intent=body.intent, note=body.note
+        )
+        metrics.handoff_created(handoff.intent)
+        return schemas.HandoffRead.model_validate(handoff).model_dump(mode="json")
+
+    outcome = await idempotency.run_once(
+        db=db,
+        user_id=user.id,
+        key=idempotency_key,
+        method=request.method,
+        path=request.url.path,
+        status_code=status.HTTP_201_CREATED,
+        create=create,
     )
-    return schemas.HandoffRead.model_validate(handoff)
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return schemas.HandoffRead.model_validate(outcome.body)
 
 
 @router.get("/handoffs", response_model=schemas.HandoffList)
@@ -90,7 +113,18 @@ def _transition_route(path: str, transition: Transition, summary: str) -> None:
     )
 
 
-_transition_route("claim", handoffs.claim_handoff, "Pick Up an escalation")
+async def _counted_claim(**kwargs: Any) -> Handoff:
+    try:
+        handoff = await handoffs.claim_handoff(**kwargs)
+    except Conflict:
+        metrics.claim_conflict()
+        raise
+    if handoff.claimed_at is not None:
+        metrics.claim_won((handoff.claimed_at - handoff.created_at).total_seconds())
+    return handoff
+
+
+_transition_route("claim", _counted_claim, "Pick Up an escalation")
 _transition_route("release", handoffs.release_handoff, "Put a picked-up escalation back")
 _transition_route("resolve", handoffs.resolve_handoff, "Mark the handoff done")
 _transition_route("cancel", handoffs.cancel_handoff, "Withdraw the handoff")
