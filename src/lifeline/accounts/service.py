@@ -20,6 +20,7 @@ from lifeline.accounts.models import (
 )
 from lifeline.db import utcnow
 from lifeline.errors import Conflict, Forbidden, NotFound, Unauthorized
+from lifeline.handoffs import service as handoffs
 from lifeline.pagination import keyset, page
 
 # last_used_at is written at most this often per token, so reads stay cheap.
@@ -262,9 +263,23 @@ async def invite_user(
     return user, secret
 
 
+async def _lock_team(db: AsyncSession, actor: User) -> None:
+    """Serialise role changes and removals within an account, then re-read the actor.
+
+    Two owners demoting each other at once must not both see "another owner remains"; the
+    row lock on the account (SQLite's write lock, taken up front, does the same) makes the
+    second wait and then count again. The actor's own role is re-read under the lock too.
+    """
+    await db.execute(select(Account.id).where(Account.id == actor.account_id).with_for_update())
+    await db.refresh(actor)
+    if actor.deleted_at is not None:
+        raise Unauthorized("Invalid or revoked API token")
+
+
 async def update_user(
     *, db: AsyncSession, actor: User, user_id: str, role: Role | None, name: str | None
 ) -> User:
+    await _lock_team(db, actor)
     target = await get_user(db=db, account_id=actor.account_id, user_id=user_id)
     if target.deleted_at is not None:
         raise NotFound("User not found")
@@ -281,6 +296,7 @@ async def update_user(
 
 async def soft_delete_user(*, db: AsyncSession, actor: User, user_id: str) -> User:
     """Soft delete: the user can no longer authenticate and gets nothing from now on."""
+    await _lock_team(db, actor)
     target = await get_user(db=db, account_id=actor.account_id, user_id=user_id)
     if target.deleted_at is not None:
         raise NotFound("User not found")
@@ -291,6 +307,9 @@ async def soft_delete_user(*, db: AsyncSession, actor: User, user_id: str) -> Us
         raise Conflict("The account's last owner can't be removed")
     now = utcnow()
     target.deleted_at = now
+    await db.flush()
+    # Nobody gone can hold work: what they had picked up returns to the team's queue.
+    await handoffs.release_claims_of(db=db, user=target)
     await db.execute(
         update(ApiToken)
         .where(ApiToken.user_id == target.id, ApiToken.revoked_at.is_(None))

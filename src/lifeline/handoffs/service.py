@@ -227,11 +227,18 @@ async def release_handoff(
     handoff = await get_handoff(db=db, user=actor, session_id=session_id, handoff_id=handoff_id)
     if handoff.claimed_by != actor.id:
         raise Forbidden("Only the engineer who picked it up can release it")
+    if not await _requeue(db, handoff, actor.id):
+        raise Conflict(f"This escalation is {handoff.status}", claimed_by=None)
+    return handoff
+
+
+async def _requeue(db: AsyncSession, handoff: Handoff, claimer_id: str) -> bool:
+    """Back to the queue if ``claimer_id`` still holds it: unassign, announce, re-notify."""
     now = utcnow()
     won = await _conditional_update(
         db,
         handoff,
-        [Handoff.status == HandoffStatus.CLAIMED, Handoff.claimed_by == actor.id],
+        [Handoff.status == HandoffStatus.CLAIMED, Handoff.claimed_by == claimer_id],
         {
             "status": HandoffStatus.OPEN,
             "claimed_by": None,
@@ -241,11 +248,25 @@ async def release_handoff(
         },
     )
     if not won:
-        raise Conflict(f"This escalation is {handoff.status}", claimed_by=None)
-    await _set_session(db, session_id, SessionStatus.ESCALATED, now, assigned_to=None)
+        return False
+    await _set_session(db, handoff.session_id, SessionStatus.ESCALATED, now, assigned_to=None)
     await _publish(db, handoff, "handoff.released")
     await outbox.enqueue_wave(db=db, handoff=handoff, kind=DeliveryKind.RELEASED)
-    return handoff
+    return True
+
+
+async def release_claims_of(*, db: AsyncSession, user: User) -> list[Handoff]:
+    """Everything ``user`` has picked up goes back to the queue (they are leaving the team)."""
+    held = (
+        await db.scalars(
+            select(Handoff).where(
+                Handoff.account_id == user.account_id,
+                Handoff.claimed_by == user.id,
+                Handoff.status == HandoffStatus.CLAIMED,
+            )
+        )
+    ).all()
+    return [handoff for handoff in held if await _requeue(db, handoff, user.id)]
 
 
 async def resolve_handoff(
