@@ -21,6 +21,9 @@ from lifeline.errors import LifelineError
 from lifeline.handoffs.router import queue_router
 from lifeline.handoffs.router import router as handoffs_router
 from lifeline.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from lifeline.notifications import demo_mail
+from lifeline.notifications.plugin import notifications_plugin
+from lifeline.notifications.router import router as notifications_router
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ def api_router() -> APIRouter:
     api.include_router(handoffs_router)
     # Further layers add their routers below, one line each.
     api.include_router(analytics_router)
+    api.include_router(notifications_router)
     return api
 
 
@@ -93,6 +97,8 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
 
     app.include_router(api_router())
     app.include_router(metrics.router)
+    if settings.mail_sink_dir:
+        app.include_router(demo_mail.router)
     # Added last, so outermost: even a 413 carries its X-Request-ID.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
@@ -101,4 +107,4 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
 
 def default_plugins() -> list[Plugin]:
     """The layers a full server runs; tests may pass their own list."""
-    return []
+    return [notifications_plugin]

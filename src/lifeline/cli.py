@@ -216,6 +216,16 @@ def serve(
 
 
 @app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run one sweep and exit.")] = False,
+) -> None:
+    """Send due notifications and reminder waves (the outbox relay), sweeping periodically."""
+    from lifeline import worker as worker_module
+
+    worker_module.main(_settings(), once=once)
+
+
+@app.command()
 def demo(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,

@@ -1,0 +1,188 @@
+"""Email over real SMTP (aiosmtplib): a small connection pool, timeouts, header-safe messages."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import unicodedata
+from collections.abc import Mapping
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiosmtplib
+
+from lifeline.accounts.models import EmailPreference
+from lifeline.config import Settings
+from lifeline.notifications.channels import ChannelResult, PermanentFailure, is_online
+from lifeline.notifications.content import Notification, render_email
+from lifeline.notifications.models import DeliveryKind
+from lifeline.notifications.outbox import OPTED_OUT, message_id_for
+
+NO_SMTP = "no SMTP server configured"
+ONLINE = "recipient online: told by push"
+# Enough parallel SMTP transactions that one slow recipient never holds up the rest.
+POOL_SIZE = 8
+# Servers drop idle connections; one unused this long is closed rather than reused.
+IDLE_SECONDS = 30.0
+MAX_SUBJECT = 200
+_BREAKS = re.compile(r"\s+")
+
+
+def header_safe(value: str, *, limit: int = MAX_SUBJECT) -> str:
+    """One line of text for a header: no CR, LF or other control or separator characters."""
+    cleaned = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in value
+    )
+    cleaned = _BREAKS.sub(" ", cleaned).strip()
+    return cleaned[: limit - 1] + "…" if len(cleaned) > limit else cleaned
+
+
+def build_message(
+    notification: Notification, *, mail_from: str, subject: str, text: str, html: str
+) -> EmailMessage:
+    recipient = notification.recipient
+    delivery = notification.delivery
+    message = EmailMessage(policy=policy.SMTP)
+    message["Subject"] = header_safe(subject)
+    message["From"] = header_safe(mail_from, limit=320)
+    try:
+        message["To"] = Address(display_name=header_safe(recipient.name), addr_spec=recipient.email)
+    except (ValueError, IndexError) as exc:
+        raise PermanentFailure(f"not a deliverable address: {recipient.email!r}") from exc
+    message["Message-ID"] = delivery.message_id
+    message["Date"] = formatdate(usegmt=True)
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Lifeline-Handoff"] = notification.wave.handoff_id
+    message["X-Lifeline-Kind"] = str(notification.wave.kind)
+    if notification.wave.kind != DeliveryKind.ESCALATED:
+        # Reminders and releases thread under the recipient's first email about it.
+        first = message_id_for(f"{notification.wave.handoff_id}:escalated", recipient.id)
+        message["In-Reply-To"] = first
+        message["References"] = first
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+class SmtpPool:
+    """Up to ``size`` connections to the configured server, reused while they stay healthy."""
+
+    def __init__(self, settings: Settings, *, size: int = POOL_SIZE) -> None:
+        self._settings = settings
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._local_hostname = urlsplit(settings.base_url).hostname or "localhost"
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username or None,
+            password=s.smtp_password or None,
+            start_tls=s.smtp_starttls,
+            timeout=s.smtp_timeout_seconds,
+            local_hostname=self._local_hostname,
+        )
+        await client.connect()
+        return client
+
+    def _take_idle(self) -> aiosmtplib.SMTP | None:
+        now = time.monotonic()
+        while self._idle:
+            client, since = self._idle.pop()
+            if client.is_connected and now - since < IDLE_SECONDS:
+                return client
+            client.close()
+        return None
+
+    async def _send_on(self, client: aiosmtplib.SMTP, message: EmailMessage, to: str) -> None:
+        sender = parseaddr(self._settings.mail_from)[1] or self._settings.mail_from
+        await client.send_message(message, sender=sender, recipients=[to])
+
+    async def send(self, message: EmailMessage, *, to: str) -> None:
+        # Bounded whatever the server does: every command has a timeout, and so does the whole.
+        async with self._slots, asyncio.timeout(self._settings.smtp_timeout_seconds * 4):
+            client = self._take_idle()
+            if client is not None:
+                try:
+                    await self._send_on(client, message, to)
+                except aiosmtplib.SMTPServerDisconnected:
+                    client.close()  # went stale while idle: try once on a fresh connection
+                except BaseException:
+                    client.close()
+                    raise
+                else:
+                    self._idle.append((client, time.monotonic()))
+                    return
+            client = await self._connect()
+            try:
+                await self._send_on(client, message, to)
+            except BaseException:
+                client.close()
+                raise
+            self._idle.append((client, time.monotonic()))
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for client, _since in idle:
+            try:
+                await asyncio.wait_for(client.quit(), timeout=1)
+            except Exception:
+                client.close()
+
+
+def _permanent(exc: aiosmtplib.SMTPException) -> bool:
+    """A 5xx refusal of this recipient or this message: the server has said no for good."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return all(500 <= r.code < 600 for r in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError):
+        return 500 <= exc.code < 600
+    return False
+
+
+class EmailChannel:
+    name = "email"
+
+    def __init__(self, settings: Settings, services: Mapping[str, Any]) -> None:
+        self._settings = settings
+        self._services = services
+        self._pool = SmtpPool(settings) if settings.smtp_configured else None
+
+    async def deliver(self, notification: Notification) -> ChannelResult:
+        recipient = notification.recipient
+        if self._pool is None:
+            return ChannelResult.skipped(NO_SMTP)
+        if not recipient.active:
+            return ChannelResult.skipped("recipient removed")
+        preference = recipient.email_notifications
+        if preference == EmailPreference.NEVER:
+            return ChannelResult.skipped(OPTED_OUT)
+        if preference == EmailPreference.OFFLINE_ONLY and await is_online(
+            self._services, recipient.id
+        ):
+            return ChannelResult.skipped(ONLINE)
+        rendered = render_email(notification)
+        message = build_message(
+            notification,
+            mail_from=self._settings.mail_from,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+        )
+        try:
+            await self._pool.send(message, to=recipient.email)
+        except aiosmtplib.SMTPException as exc:
+            if _permanent(exc):
+                raise PermanentFailure(f"refused by the SMTP server: {exc}") from exc
+            raise
+        return ChannelResult.sent()
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()

@@ -1,0 +1,179 @@
+"""Leases on outbox rows: claim, record the outcome under the lease, give up on the exhausted.
+
+A claim is one atomic statement, ``UPDATE … WHERE id IN (SELECT … [FOR UPDATE SKIP LOCKED])
+RETURNING``: on PostgreSQL the row locks let concurrent claimers skip each other's rows, on
+SQLite the engine's ``BEGIN IMMEDIATE`` makes the statement run alone. Either way a row goes to
+one sender, who holds it until ``lease_expires_at``; every outcome write is conditioned on the
+lease token, so a slow sender whose lease was taken over can't overwrite the new holder's result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, Table, bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lifeline.notifications.models import Delivery, DeliveryStatus
+
+# Core, for one executemany UPDATE of many outcomes.
+_table: Table = Delivery.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """What a sender needs of a row it holds; background work takes ids, not ORM objects."""
+
+    id: str
+    lease_token: str
+    handoff_id: str
+    recipient_user_id: str
+    channel: str
+    kind: str
+    event_key: str
+    message_id: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one attempt, written back under the lease that made it."""
+
+    delivery_id: str
+    lease_token: str
+    status: DeliveryStatus
+    error: str | None
+    at: datetime
+    # When status is PENDING: when to try again.
+    retry_at: datetime | None = None
+    # The send was never started (say, the lease ran short): the claim does not count.
+    refund_attempt: bool = False
+
+
+def _claimable(now: datetime, max_attempts: int) -> Any:
+    return (
+        (Delivery.status == DeliveryStatus.PENDING)
+        & (Delivery.attempts < max_attempts)
+        & or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now)
+    )
+
+
+async def claim(
+    *,
+    db: AsyncSession,
+    now: datetime,
+    lease: timedelta,
+    max_attempts: int,
+    limit: int,
+    ids: Sequence[str] | None = None,
+) -> list[ClaimedDelivery]:
+    """Lease up to ``limit`` rows: those named by ``ids`` (sent right after commit), else the due.
+
+    Each claim counts as an attempt, so a row that crashes every sender still runs out.
+    """
+    candidates = select(Delivery.id).where(_claimable(now, max_attempts))
+    if ids is not None:
+        candidates = candidates.where(Delivery.id.in_(list(ids)))
+    else:
+        candidates = candidates.where(Delivery.next_attempt_at <= now).order_by(
+            Delivery.next_attempt_at, Delivery.id
+        )
+    candidates = candidates.limit(limit)
+    if db.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    token = str(uuid.uuid4())
+    result = await db.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(candidates.scalar_subquery()), _claimable(now, max_attempts))
+        .values(
+            lease_token=token,
+            lease_expires_at=now + lease,
+            attempts=Delivery.attempts + 1,
+        )
+        .returning(
+            Delivery.id,
+            Delivery.handoff_id,
+            Delivery.recipient_user_id,
+            Delivery.channel,
+            Delivery.kind,
+            Delivery.event_key,
+            Delivery.message_id,
+            Delivery.attempts,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return [
+        ClaimedDelivery(
+            id=row.id,
+            lease_token=token,
+            handoff_id=row.handoff_id,
+            recipient_user_id=row.recipient_user_id,
+            channel=row.channel,
+            kind=row.kind,
+            event_key=row.event_key,
+            message_id=row.message_id,
+            attempts=row.attempts,
+        )
+        for row in result
+    ]
+
+
+async def record_outcomes(*, db: AsyncSession, outcomes: Sequence[Outcome]) -> int:
+    """Write each outcome and release its lease, only where that lease is still held.
+
+    Returns how many rows took their outcome; the rest had been taken over by another sender.
+    """
+    if not outcomes:
+        return 0
+    statement = (
+        update(_table)
+        .where(_table.c.id == bindparam("o_id"), _table.c.lease_token == bindparam("o_token"))
+        .values(
+            status=bindparam("o_status"),
+            last_error=bindparam("o_error"),
+            sent_at=bindparam("o_sent_at"),
+            next_attempt_at=bindparam("o_next"),
+            attempts=_table.c.attempts - bindparam("o_refund"),
+            lease_token=None,
+            lease_expires_at=None,
+        )
+    )
+    params = [
+        {
+            "o_id": o.delivery_id,
+            "o_token": o.lease_token,
+            "o_status": str(o.status),
+            "o_error": o.error,
+            "o_sent_at": o.at if o.status == DeliveryStatus.SENT else None,
+            "o_next": o.retry_at or o.at,
+            "o_refund": 1 if o.refund_attempt else 0,
+        }
+        for o in outcomes
+    ]
+    result: CursorResult[Any] = await db.execute(statement, params)  # type: ignore[assignment]
+    return result.rowcount if result.rowcount >= 0 else len(outcomes)
+
+
+async def fail_abandoned(*, db: AsyncSession, now: datetime, max_attempts: int) -> int:
+    """Dead-letter rows whose every attempt was claimed and whose last sender vanished."""
+    result: CursorResult[Any] = await db.execute(  # type: ignore[assignment]
+        update(Delivery)
+        .where(
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.attempts >= max_attempts,
+            or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now),
+        )
+        .values(
+            status=DeliveryStatus.FAILED,
+            last_error=f"gave up after {max_attempts} attempts: the sender stopped responding",
+            lease_token=None,
+            lease_expires_at=None,
+            next_attempt_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount

@@ -1,0 +1,98 @@
+"""Wiring the notification layer into a process: the relay, its channels and the sweeps.
+
+The server installs it as a plugin (dispatch right after commit, a sweep at start-up and then
+periodically); ``lifeline worker`` installs the same pieces and only sweeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from lifeline.after_commit import DispatchDeliveries
+from lifeline.context import AppContext
+from lifeline.db import utcnow
+from lifeline.notifications.channels import DeliveryChannel
+from lifeline.notifications.channels.email import EmailChannel
+from lifeline.notifications.channels.push import PushChannel
+from lifeline.notifications.relay import DeliveryCounts, Relay, send_bound
+from lifeline.notifications.reminders import send_due_reminders
+
+log = logging.getLogger(__name__)
+
+
+def install(ctx: AppContext) -> Relay:
+    """Build the relay with its channels, register it, and send new waves after each commit."""
+    email = EmailChannel(ctx.settings, ctx.services)
+    channels: dict[str, DeliveryChannel] = {"email": email, "push": PushChannel(ctx.services)}
+    relay = Relay(sessionmaker=ctx.sessionmaker, settings=ctx.settings, channels=channels)
+    ctx.services["relay"] = relay
+    ctx.services["mailer"] = email
+    ctx.after_commit.register(DispatchDeliveries, relay.handle_intent)
+    return relay
+
+
+def warn_about_configuration(ctx: AppContext) -> None:
+    settings = ctx.settings
+    if not settings.smtp_configured:
+        log.warning(
+            "LIFELINE_SMTP_HOST is not set: email notifications are recorded as skipped "
+            "('no SMTP server configured') and nobody offline hears about escalations"
+        )
+    if settings.delivery_lease_seconds < send_bound(settings).total_seconds():
+        log.warning(
+            "LIFELINE_DELIVERY_LEASE_SECONDS (%s) is shorter than one send may take (%s s): "
+            "sends are deferred rather than risk two senders",
+            settings.delivery_lease_seconds,
+            send_bound(settings).total_seconds(),
+        )
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    reminders: int
+    deliveries: DeliveryCounts
+
+    def __str__(self) -> str:
+        return f"reminder waves={self.reminders}, {self.deliveries}"
+
+
+async def sweep_once(*, ctx: AppContext, relay: Relay, now: datetime | None = None) -> SweepReport:
+    """Reminder waves that are due, then every due outbox row."""
+    reminders = await send_due_reminders(
+        sessionmaker=ctx.sessionmaker, runner=ctx.after_commit, now=now or utcnow()
+    )
+    return SweepReport(reminders=reminders, deliveries=await relay.sweep(now=now))
+
+
+async def sweep_forever(*, ctx: AppContext, relay: Relay) -> None:
+    """Sweep now and then every ``sweep_interval_seconds``; a failed sweep is logged, not fatal."""
+    while True:
+        try:
+            report = await sweep_once(ctx=ctx, relay=relay)
+            if report.reminders or report.deliveries.claimed or report.deliveries.abandoned:
+                log.info("notification sweep: %s", report)
+        except Exception:
+            log.exception("notification sweep failed")
+        await asyncio.sleep(ctx.settings.sweep_interval_seconds)
+
+
+async def notifications_plugin(_app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
+    warn_about_configuration(ctx)
+    relay = install(ctx)
+    sweeping = asyncio.get_running_loop().create_task(
+        sweep_forever(ctx=ctx, relay=relay), name="notification-sweeps"
+    )
+
+    async def close() -> None:
+        sweeping.cancel()
+        await asyncio.gather(sweeping, return_exceptions=True)
+        await ctx.tasks.drain(wait_seconds=10)
+        await relay.aclose()
+
+    return close

@@ -1,0 +1,67 @@
+"""``lifeline worker``: the outbox relay and reminder waves, outside the server process.
+
+Each sweep sends the reminder waves that are due, then every due outbox row (new ones no server
+dispatched, retries whose backoff has passed, rows whose sender died and whose lease expired).
+Any number of workers and servers can sweep the same database: rows are claimed under a lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from lifeline.config import Settings
+from lifeline.context import AppContext
+from lifeline.notifications.plugin import install, sweep_once, warn_about_configuration
+
+log = logging.getLogger("lifeline.worker")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+async def run(settings: Settings, *, once: bool = False) -> None:
+    ctx = AppContext.create(settings)
+    relay = install(ctx)
+    warn_about_configuration(ctx)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker started: sweeping every %ss%s",
+        settings.sweep_interval_seconds,
+        " (once)" if once else "",
+    )
+    sweeps = 0
+    try:
+        while not stop.is_set():
+            sweeps += 1
+            before = relay.totals.copy()
+            try:
+                report = await sweep_once(ctx=ctx, relay=relay)
+                # Reminder waves go out through the after-commit dispatcher: count them too.
+                await ctx.tasks.drain()
+                done = relay.totals.minus(before)
+                log.info("sweep %d: reminder waves=%d, %s", sweeps, report.reminders, done)
+            except Exception:
+                log.exception("sweep %d failed", sweeps)
+            if once:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=settings.sweep_interval_seconds)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await ctx.tasks.drain(wait_seconds=10)
+        await relay.aclose()
+        await ctx.close()
+        log.info("worker stopped after %d sweeps", sweeps)
+
+
+def main(settings: Settings, *, once: bool = False) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    asyncio.run(run(settings, once=once))
