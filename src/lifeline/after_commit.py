@@ -37,7 +37,16 @@ class PublishEvent:
     message: dict[str, Any]
 
 
-Intent = DispatchDeliveries | PublishEvent
+@dataclass(frozen=True)
+class DropConnections:
+    """Close a user's live connections (all, or those of one token or web session), everywhere."""
+
+    user_id: str
+    token_id: str | None = None
+    web_session_id: str | None = None
+
+
+Intent = DispatchDeliveries | PublishEvent | DropConnections
 Handler = Callable[[Any], Awaitable[None]]
 
 

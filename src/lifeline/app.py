@@ -24,6 +24,8 @@ from lifeline.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from lifeline.notifications import demo_mail
 from lifeline.notifications.plugin import notifications_plugin
 from lifeline.notifications.router import router as notifications_router
+from lifeline.realtime.plugin import realtime_plugin
+from lifeline.realtime.router import router as realtime_router
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ def api_router() -> APIRouter:
     api.include_router(ai_sessions_router)
     api.include_router(handoffs_router)
     # Further layers add their routers below, one line each.
+    api.include_router(realtime_router)
     api.include_router(analytics_router)
     api.include_router(notifications_router)
     return api
@@ -107,4 +110,4 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
 
 def default_plugins() -> list[Plugin]:
     """The layers a full server runs; tests may pass their own list."""
-    return [notifications_plugin]
+    return [notifications_plugin, realtime_plugin]

@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lifeline import after_commit
 from lifeline.accounts import security
 from lifeline.accounts.models import (
     MANAGER_ROLES,
@@ -129,6 +130,7 @@ async def revoke_token(*, db: AsyncSession, user: User, token_id: str) -> ApiTok
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         await db.flush()
+        after_commit.record(db, after_commit.DropConnections(user_id=user.id, token_id=token.id))
     return token
 
 
@@ -321,4 +323,5 @@ async def soft_delete_user(*, db: AsyncSession, actor: User, user_id: str) -> Us
         .values(revoked_at=now)
     )
     await db.flush()
+    after_commit.record(db, after_commit.DropConnections(user_id=target.id))
     return target

@@ -1,0 +1,307 @@
+"""This process's live connections: who may see what, what each was sent, and who is slow.
+
+Every connection has its own bounded queue, so one slow client never holds up the others: when
+its queue is full it is closed, and it replays from the event log when it reconnects. A
+connection remembers the ids it was sent, which is what lets a (re)connect subscribe first,
+replay from the log second and then drain the live queue with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lifeline.db import new_id
+from lifeline.realtime import service
+from lifeline.realtime.audience import Viewer, may_see
+from lifeline.realtime.broker import DropNotice, Notice
+from lifeline.realtime.events import event_message
+from lifeline.realtime.presence import MemoryPresence, Presence
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_SIZE = 256
+# How many sent ids a connection remembers for de-duplication.
+SENT_MEMORY = 1024
+CATCH_UP_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Closing:
+    code: int
+    reason: str
+
+
+CLOSE_REVOKED = Closing(4401, "signed out or credentials revoked")
+CLOSE_SLOW = Closing(1013, "too far behind; reconnect with the last event id")
+CLOSE_RESYNC = Closing(1013, "missed too much; reconnect with the last event id")
+CLOSE_SHUTDOWN = Closing(1001, "server shutting down")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One event ready to send: encoded once, whatever the number of connections."""
+
+    id: int
+    type: str
+    text: str
+
+    @classmethod
+    def of(cls, message: dict[str, Any]) -> Envelope:
+        return cls(
+            id=int(message["id"]),
+            type=str(message["type"]),
+            text=json.dumps(message, separators=(",", ":")),
+        )
+
+
+class _Heartbeat:
+    pass
+
+
+HEARTBEAT = _Heartbeat()
+Item = Envelope | _Heartbeat | Closing
+
+
+class Connection:
+    """One WebSocket or SSE stream of one user."""
+
+    def __init__(
+        self,
+        *,
+        viewer: Viewer,
+        token_id: str | None,
+        web_session_id: str | None,
+        floor: int | None,
+        origin: int,
+        queue_size: int,
+    ) -> None:
+        self.id = new_id()
+        self.viewer = viewer
+        self.token_id = token_id
+        self.web_session_id = web_session_id
+        # The client has everything up to ``floor`` (its Last-Event-ID), if it said so.
+        self.floor = floor
+        # The newest event when it connected: catch-up after a broker gap starts above it.
+        self.origin = origin if floor is None else floor
+        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.queue_size = queue_size
+        self.closing: Closing | None = None
+        self._sent: set[int] = set()
+        self._sent_order: deque[int] = deque()
+        self._forgotten = 0
+
+    @property
+    def user_id(self) -> str:
+        return self.viewer.user_id
+
+    def offer(self, item: Item) -> None:
+        if self.closing is not None:
+            return
+        if self.queue.qsize() >= self.queue_size:
+            log.info("closing a slow connection of user %s", self.user_id)
+            self.close(CLOSE_SLOW)
+            return
+        self.queue.put_nowait(item)
+
+    def close(self, closing: Closing) -> None:
+        if self.closing is None:
+            self.closing = closing
+            # Past the bound on purpose: the consumer must always see it.
+            self.queue.put_nowait(closing)
+
+    def wants(self, event_id: int) -> bool:
+        """Not yet sent on this connection and not already held by the client."""
+        if self.floor is not None and event_id <= self.floor:
+            return False
+        return event_id > self._forgotten and event_id not in self._sent
+
+    def mark_sent(self, event_id: int) -> None:
+        self._sent.add(event_id)
+        self._sent_order.append(event_id)
+        if len(self._sent_order) > SENT_MEMORY:
+            old = self._sent_order.popleft()
+            self._sent.discard(old)
+            self._forgotten = max(self._forgotten, old)
+
+    @property
+    def catch_up_from(self) -> int:
+        """Events above this id might not have reached the connection."""
+        return max(self.origin, self._forgotten)
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        heartbeat_seconds: float,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        catch_up_limit: int = CATCH_UP_LIMIT,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.heartbeat_seconds = heartbeat_seconds
+        self.queue_size = queue_size
+        self.catch_up_limit = catch_up_limit
+        self.presence: Presence = MemoryPresence(self.local_counts)
+        self._by_account: dict[str, set[Connection]] = {}
+        self._by_user: dict[str, set[Connection]] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # -- connections -------------------------------------------------------------------------
+
+    def connect(
+        self,
+        viewer: Viewer,
+        *,
+        token_id: str | None = None,
+        web_session_id: str | None = None,
+        floor: int | None = None,
+        origin: int = 0,
+    ) -> Connection:
+        """Subscribe a new connection; live events queue up from this moment."""
+        conn = Connection(
+            viewer=viewer,
+            token_id=token_id,
+            web_session_id=web_session_id,
+            floor=floor,
+            origin=origin,
+            queue_size=self.queue_size,
+        )
+        self._by_account.setdefault(viewer.account_id, set()).add(conn)
+        self._by_user.setdefault(viewer.user_id, set()).add(conn)
+        self.presence.changed(viewer.user_id)
+        return conn
+
+    def disconnect(self, conn: Connection) -> None:
+        for index, key in (
+            (self._by_account, conn.viewer.account_id),
+            (self._by_user, conn.user_id),
+        ):
+            members = index.get(key)
+            if members is not None:
+                members.discard(conn)
+                if not members:
+                    del index[key]
+        self.presence.changed(conn.user_id)
+
+    def local_counts(self) -> dict[str, int]:
+        return {user_id: len(conns) for user_id, conns in self._by_user.items()}
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(conns) for conns in self._by_user.values())
+
+    # -- what the broker hands us ------------------------------------------------------------
+
+    def deliver(self, notice: Notice) -> None:
+        if isinstance(notice, DropNotice):
+            self.drop(notice)
+            return
+        envelope: Envelope | None = None
+        for conn in tuple(self._by_account.get(notice.account_id, ())):
+            if may_see(conn.viewer, notice.account_id, notice.audience):
+                envelope = envelope or Envelope.of(notice.message)
+                conn.offer(envelope)
+
+    def drop(self, notice: DropNotice) -> None:
+        for conn in tuple(self._by_user.get(notice.user_id, ())):
+            if notice.token_id is not None and conn.token_id != notice.token_id:
+                continue
+            if notice.web_session_id is not None and conn.web_session_id != notice.web_session_id:
+                continue
+            conn.close(CLOSE_REVOKED)
+
+    def broker_lost(self) -> None:
+        log.warning("live push from other processes paused until the broker is back")
+
+    async def broker_resumed(self) -> None:
+        """Deliver from the log whatever was published while the broker was away."""
+        await self.presence.refresh()
+        for account_id in tuple(self._by_account):
+            await self._catch_up(account_id)
+
+    async def _catch_up(self, account_id: str) -> None:
+        conns = tuple(self._by_account.get(account_id, ()))
+        if not conns:
+            return
+        start = min(conn.catch_up_from for conn in conns)
+        async with self.sessionmaker() as db:
+            rows = await service.events_for_account(
+                db=db, account_id=account_id, after_id=start, limit=self.catch_up_limit + 1
+            )
+        if len(rows) > self.catch_up_limit:
+            for conn in conns:
+                conn.close(CLOSE_RESYNC)
+            return
+        for row in rows:
+            envelope = Envelope.of(event_message(row))
+            for conn in conns:
+                if row.id > conn.catch_up_from and may_see(conn.viewer, account_id, row.audience):
+                    conn.offer(envelope)
+
+    # -- one connection's stream -------------------------------------------------------------
+
+    async def stream(self, conn: Connection) -> AsyncIterator[Envelope | None]:
+        """Replay after the client's last id, then live: each event once. ``None`` is a heartbeat.
+
+        The connection is subscribed before this runs, so whatever commits during the replay is
+        waiting in its queue, and what the replay already sent is skipped there.
+        """
+        if conn.floor is not None:
+            after = conn.floor
+            while conn.closing is None:
+                async with self.sessionmaker() as db:
+                    rows = await service.events_for_viewer(
+                        db=db, viewer=conn.viewer, after_id=after
+                    )
+                for row in rows:
+                    if conn.wants(row.id):
+                        conn.mark_sent(row.id)
+                        yield Envelope.of(event_message(row))
+                if len(rows) < service.REPLAY_PAGE:
+                    break
+                after = rows[-1].id
+        while True:
+            item = await conn.queue.get()
+            if isinstance(item, Closing):
+                return
+            if isinstance(item, _Heartbeat):
+                yield None
+                continue
+            if conn.wants(item.id):
+                conn.mark_sent(item.id)
+                yield item
+
+    # -- process lifetime --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._heartbeat = asyncio.create_task(self._beat(), name="realtime-heartbeat")
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            for conns in tuple(self._by_user.values()):
+                for conn in tuple(conns):
+                    conn.offer(HEARTBEAT)
+            try:
+                await self.presence.refresh()
+            except Exception:
+                log.exception("presence refresh failed")
+
+    async def close(self) -> None:
+        for conns in tuple(self._by_user.values()):
+            for conn in tuple(conns):
+                conn.close(CLOSE_SHUTDOWN)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat

@@ -1,0 +1,183 @@
+"""``GET /events`` (SSE), ``GET /ws`` (WebSocket) and ``GET /presence``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, WebSocket
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketDisconnect
+
+from lifeline.accounts import service as accounts
+from lifeline.context import AppContext
+from lifeline.db import unit_of_work
+from lifeline.deps import ContextDep, CurrentUser, PageParams, SessionDep
+from lifeline.errors import LifelineError
+from lifeline.realtime import service
+from lifeline.realtime.audience import Viewer
+from lifeline.realtime.auth import StreamPrincipal, authenticate_stream, parse_last_event_id
+from lifeline.realtime.hub import CLOSE_SLOW, Connection, Hub
+from lifeline.realtime.schemas import PresenceItem, PresenceList, UserRef
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["real-time"])
+
+LastEventIdQuery = Annotated[
+    str | None,
+    Query(
+        max_length=32,
+        description="Replay the events after this id first (as the Last-Event-ID header does).",
+    ),
+]
+# A WebSocket client can't see protocol pings; this lets it tell a quiet stream from a dead one.
+HEARTBEAT_TEXT = '{"type":"heartbeat"}'
+
+
+class Unavailable(LifelineError):
+    status_code = 503
+
+
+def realtime_hub(ctx: AppContext) -> Hub:
+    hub = ctx.services.get("hub")
+    if not isinstance(hub, Hub):
+        raise Unavailable("Real-time push is not running in this process")
+    return hub
+
+
+@dataclass(frozen=True)
+class Opening:
+    """An authenticated stream about to subscribe."""
+
+    principal: StreamPrincipal
+    floor: int | None
+    origin: int
+
+    def subscribe(self, hub: Hub) -> Connection:
+        return hub.connect(
+            Viewer.of(self.principal.user),
+            token_id=self.principal.token_id,
+            web_session_id=self.principal.web_session_id,
+            floor=self.floor,
+            origin=self.origin,
+        )
+
+
+async def open_stream(conn: HTTPConnection, ctx: AppContext, last_event_id: str | None) -> Opening:
+    floor = parse_last_event_id(conn.headers.get("last-event-id"), last_event_id)
+    async with unit_of_work(ctx.sessionmaker, ctx.after_commit) as db:
+        principal = await authenticate_stream(db=db, conn=conn, base_url=ctx.settings.base_url)
+        latest = await service.latest_event_id(db=db, account_id=principal.user.account_id)
+    conn.state.user_id = principal.user.id
+    # An id from the future (say, from before a database restore) replays nothing and skips nothing.
+    return Opening(principal, None if floor is None else min(floor, latest), latest)
+
+
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    summary="Server-sent events: the events you may see, replayed after Last-Event-ID",
+)
+async def event_stream(
+    request: Request, ctx: ContextDep, last_event_id: LastEventIdQuery = None
+) -> EventSourceResponse:
+    hub = realtime_hub(ctx)
+    opening = await open_stream(request, ctx, last_event_id)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        conn = opening.subscribe(hub)
+        try:
+            async for envelope in hub.stream(conn):
+                if envelope is None:
+                    yield ServerSentEvent(comment="heartbeat")
+                else:
+                    yield ServerSentEvent(
+                        data=envelope.text, event=envelope.type, id=str(envelope.id)
+                    )
+        finally:
+            hub.disconnect(conn)
+
+    return EventSourceResponse(
+        events(),
+        # The hub sends heartbeats for every connection from one timer.
+        ping=0,
+        send_timeout=max(ctx.settings.heartbeat_seconds * 2, 10),
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.websocket("/ws")
+async def websocket_stream(websocket: WebSocket, last_event_id: LastEventIdQuery = None) -> None:
+    """The same events as ``/events``, one JSON text message each."""
+    ctx: AppContext = websocket.app.state.ctx
+    try:
+        hub = realtime_hub(ctx)
+        opening = await open_stream(websocket, ctx, last_event_id)
+    except LifelineError as exc:
+        await refuse(websocket, exc)
+        return
+    await websocket.accept()
+    conn = opening.subscribe(hub)
+    sender = asyncio.create_task(
+        send_stream(websocket, hub, conn, send_timeout=max(ctx.settings.heartbeat_seconds * 2, 10))
+    )
+    try:
+        # Clients have nothing to say; reading is how a disconnect is noticed.
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        hub.disconnect(conn)
+
+
+async def send_stream(
+    websocket: WebSocket, hub: Hub, conn: Connection, *, send_timeout: float
+) -> None:
+    try:
+        async for envelope in hub.stream(conn):
+            async with asyncio.timeout(send_timeout):
+                await websocket.send_text(HEARTBEAT_TEXT if envelope is None else envelope.text)
+    except (TimeoutError, WebSocketDisconnect, OSError):
+        conn.close(CLOSE_SLOW)
+    closing = conn.closing or CLOSE_SLOW
+    with contextlib.suppress(Exception):
+        await websocket.close(code=closing.code, reason=closing.reason)
+
+
+async def refuse(websocket: WebSocket, exc: LifelineError) -> None:
+    """Answer the handshake with the API's status and JSON body (a close code where unsupported)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(exc.body(), status_code=exc.status_code))
+    else:
+        await websocket.close(code=4000 + exc.status_code, reason=exc.detail)
+
+
+@router.get("/presence", response_model=PresenceList, summary="Who of your account is online")
+async def presence(
+    db: SessionDep, ctx: ContextDep, user: CurrentUser, page: PageParams
+) -> PresenceList:
+    limit, cursor = page
+    members, next_cursor = await accounts.list_users(
+        db=db, account_id=user.account_id, cursor=cursor, limit=limit
+    )
+    counts = await realtime_hub(ctx).presence.connection_counts(m.id for m in members)
+    return PresenceList(
+        items=[
+            PresenceItem(
+                user=UserRef(id=m.id, name=m.name),
+                online=counts[m.id] > 0,
+                connections=counts[m.id],
+            )
+            for m in members
+        ],
+        next_cursor=next_cursor,
+    )
