@@ -29,10 +29,10 @@ from tests.support.smtp import SmtpRecorder, smtp_recorder
 def notification_settings(database_url: str, **overrides: object) -> Settings:
     """Short timeouts and backoff so retries happen within a test; no periodic sweeps."""
     values: dict[str, object] = {
-        "smtp_timeout_seconds": 2.0,
+        "smtp_timeout_seconds": 5.0,
         "delivery_backoff_base_seconds": 0.05,
         "delivery_backoff_max_seconds": 0.2,
-        "delivery_lease_seconds": 30.0,
+        "delivery_lease_seconds": 60.0,
         "sweep_interval_seconds": 3600.0,
     }
     values.update(overrides)
@@ -93,9 +93,9 @@ async def make_due(ctx: AppContext) -> None:
         )
 
 
-async def settle(ctx: AppContext, handoff_id: str, *, timeout: float = 30.0) -> list[Delivery]:
+async def settle(ctx: AppContext, handoff_id: str, *, within: float = 30.0) -> list[Delivery]:
     """Sweep (bounded) until no row of this handoff is pending; returns the rows."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         await ctx.tasks.drain()
         rows = await deliveries(ctx, handoff_id)

@@ -139,9 +139,9 @@ class SmtpRecorder:
     def recipients(self) -> list[str]:
         return sorted(r for m in self.messages for r in m.rcpt_tos)
 
-    async def wait_for(self, count: int, *, timeout: float = 30.0) -> list[Received]:
+    async def wait_for(self, count: int, *, within: float = 30.0) -> list[Received]:
         """Wait (bounded) until at least ``count`` messages arrived."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while len(self.messages) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(f"expected {count} messages, got {self.messages!r}")
