@@ -27,7 +27,8 @@ class Event(Base):
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
     type: Mapped[str] = mapped_column(String(64))
-    # "account" (every member) or "user:<id>" (that user only, e.g. a park).
-    audience: Mapped[str] = mapped_column(String(48))
+    # "account" (every member), "user:<id>" (that user only, e.g. a park), or
+    # "restricted:<id>,<id>" (those users plus the account's admins and owners).
+    audience: Mapped[str] = mapped_column(String(400))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
