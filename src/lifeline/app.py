@@ -26,6 +26,8 @@ from lifeline.notifications.plugin import notifications_plugin
 from lifeline.notifications.router import router as notifications_router
 from lifeline.realtime.plugin import realtime_plugin
 from lifeline.realtime.router import router as realtime_router
+from lifeline.web import install as install_web
+from lifeline.web import web_plugin
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
     app.include_router(metrics.router)
     if settings.mail_sink_dir:
         app.include_router(demo_mail.router)
+    install_web(app, https=settings.base_url.startswith("https://"))
     # Added last, so outermost: even a 413 carries its X-Request-ID.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
@@ -110,4 +113,4 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
 
 def default_plugins() -> list[Plugin]:
     """The layers a full server runs; tests may pass their own list."""
-    return [notifications_plugin, realtime_plugin]
+    return [notifications_plugin, realtime_plugin, web_plugin]

@@ -1,0 +1,203 @@
+"""Cookie sign-in and sign-out, the signed-in page dependencies, and form CSRF checks.
+
+The session cookie is HttpOnly, SameSite=Lax and Secure under an https base URL. Every form
+post carries the web session's CSRF token (the sign-in form a pre-session one) and is refused
+without it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from lifeline.accounts import service as accounts
+from lifeline.context import AppContext
+from lifeline.deps import SESSION_COOKIE, ContextDep, Principal, SessionDep
+from lifeline.errors import Forbidden, Unauthorized
+from lifeline.web import sessions
+from lifeline.web.routing import PageRoute, SignInRequired
+from lifeline.web.templating import redirect, render
+from lifeline.web.throttle import LoginThrottle, MemoryAttempts
+
+LOGIN_COOKIE = "lifeline_login"
+CSRF_FIELD = "csrf_token"
+BAD_CREDENTIALS = "Email or password is incorrect."
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def _secure(request: Request) -> bool:
+    return bool(request.app.state.settings.base_url.startswith("https://"))
+
+
+def _secret_key(request: Request) -> str:
+    return str(request.app.state.settings.secret_key)
+
+
+def login_throttle(ctx: AppContext) -> LoginThrottle:
+    throttle = ctx.services.get("login_throttle")
+    if throttle is None:
+        throttle = ctx.services["login_throttle"] = LoginThrottle(MemoryAttempts())
+    assert isinstance(throttle, LoginThrottle)
+    return throttle
+
+
+async def get_web_principal(request: Request, db: SessionDep) -> Principal:
+    """The signed-in person behind the session cookie, or a redirect to the sign-in page."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie or not sessions.is_well_formed(cookie, secret_key=_secret_key(request)):
+        raise SignInRequired
+    try:
+        user, web_session = await accounts.authenticate_web_session(db=db, secret=cookie)
+    except Unauthorized as exc:
+        raise SignInRequired from exc
+    request.state.user_id = user.id
+    return Principal(user=user, web_session_id=web_session.id, csrf_token=web_session.csrf_token)
+
+
+WebPrincipal = Annotated[Principal, Depends(get_web_principal)]
+
+
+async def checked_form_post(request: Request, principal: WebPrincipal) -> Principal:
+    """A form post from a signed-in person, with the CSRF token of their own session."""
+    form = await request.form()
+    token = form.get(CSRF_FIELD)
+    expected = principal.csrf_token or ""
+    if not isinstance(token, str) or not secrets.compare_digest(token, expected):
+        raise Forbidden("CSRF token missing or invalid")
+    return principal
+
+
+FormPrincipal = Annotated[Principal, Depends(checked_form_post)]
+
+
+# Sign-in forms: a double-submit token, so another site can't sign a browser into its account.
+def _login_serializer(request: Request) -> URLSafeSerializer:
+    return URLSafeSerializer(_secret_key(request), salt="lifeline.login-form")
+
+
+def _login_form(
+    request: Request,
+    *,
+    email: str = "",
+    next_url: str = "/",
+    error: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "login.html",
+        {
+            "email": email,
+            "next_url": next_url,
+            "login_error": error,
+            "login_token": _login_serializer(request).dumps(nonce),
+        },
+        status_code=status_code,
+        headers=headers,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE, nonce, max_age=3600, httponly=True, samesite="lax", secure=_secure(request)
+    )
+    return response
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path on this site: never ``//evil.example`` or ``https://…``."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.get("/login")
+async def login_page(request: Request, next: str | None = None) -> Response:
+    return _login_form(request, next_url=_safe_next(next))
+
+
+@router.post("/login")
+async def login_submit(
+    request: Request,
+    db: SessionDep,
+    ctx: ContextDep,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    next_url = _safe_next(next)
+    email = email.strip()[:320]
+    nonce = request.cookies.get(LOGIN_COOKIE)
+    try:
+        form_nonce = _login_serializer(request).loads(csrf_token)
+    except BadSignature:
+        form_nonce = None
+    if not nonce or form_nonce != nonce:
+        raise Forbidden("The sign-in form expired or came from elsewhere; reload it and try again")
+    if not email or not password:
+        return _login_form(
+            request,
+            email=email,
+            next_url=next_url,
+            error="Enter your email and password.",
+            status_code=400,
+        )
+
+    throttle = login_throttle(ctx)
+    address = _client_address(request)
+    wait = await throttle.retry_after(email=email, address=address)
+    if wait:
+        return _too_many(request, email, next_url, wait)
+    try:
+        user = await sessions.check_password(db=db, email=email, password=password[:1000])
+    except sessions.InvalidCredentials:
+        wait = await throttle.failed(email=email, address=address)
+        if wait:
+            return _too_many(request, email, next_url, wait)
+        return _login_form(
+            request, email=email, next_url=next_url, error=BAD_CREDENTIALS, status_code=401
+        )
+    await throttle.succeeded(email=email)
+    opened = await sessions.open_session(db=db, user=user, secret_key=_secret_key(request))
+    response = redirect(request, next_url)
+    response.set_cookie(
+        SESSION_COOKIE,
+        opened.cookie_value,
+        max_age=int(sessions.SESSION_LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
+    )
+    response.delete_cookie(LOGIN_COOKIE)
+    return response
+
+
+def _too_many(request: Request, email: str, next_url: str, wait: int) -> Response:
+    return _login_form(
+        request,
+        email=email,
+        next_url=next_url,
+        error=f"Too many sign-in attempts. Try again in {wait} seconds.",
+        status_code=429,
+        headers={"Retry-After": str(wait)},
+    )
+
+
+@router.post("/logout")
+async def logout(request: Request, db: SessionDep, principal: FormPrincipal) -> Response:
+    assert principal.web_session_id is not None
+    await sessions.revoke_session(
+        db=db, web_session_id=principal.web_session_id, user_id=principal.user.id
+    )
+    response = redirect(request, "/login", notice="You are signed out.")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response

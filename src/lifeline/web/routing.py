@@ -1,0 +1,74 @@
+"""Pages answer in HTML: domain errors become error pages, a missing sign-in a redirect."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+from lifeline.errors import LifelineError
+from lifeline.web.templating import plain_redirect, render
+
+log = logging.getLogger(__name__)
+
+TITLES = {
+    400: "That request didn't work",
+    403: "Not allowed",
+    404: "Not found",
+    409: "That changed in the meantime",
+    422: "Some fields need another look",
+    429: "Slow down",
+}
+
+
+class SignInRequired(Exception):
+    """No valid web session: the page sends the browser to the sign-in form."""
+
+
+def login_url(request: Request) -> str:
+    target = request.url.path
+    if request.method == "GET" and request.url.query:
+        target += "?" + request.url.query
+    return "/login" if target == "/" else "/login?next=" + quote(target, safe="/")
+
+
+def _field_names(exc: RequestValidationError) -> list[str]:
+    names = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+        names.append(".".join(loc) or "request")
+    return sorted(set(names))
+
+
+def error_page(request: Request, status_code: int, detail: str) -> Response:
+    return render(
+        request,
+        "error.html",
+        {"title": TITLES.get(status_code, "Something went wrong"), "detail": detail},
+        status_code=status_code,
+    )
+
+
+class PageRoute(APIRoute):
+    """An APIRoute whose failures are rendered for people, not for API clients."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignInRequired:
+                return plain_redirect(login_url(request))
+            except LifelineError as exc:
+                return error_page(request, exc.status_code, exc.detail)
+            except RequestValidationError as exc:
+                fields = ", ".join(_field_names(exc))
+                return error_page(request, 422, f"Check these fields: {fields}.")
+
+        return page_handler
