@@ -44,3 +44,38 @@ async def test_overlong_note_message_and_page_size_are_refused(
         assert too_many.status_code == 422 and _fields(too_many) == {"limit"}, path
         most = await client.get(path, params={"limit": 100}, headers=junior.headers)
         assert most.status_code == 200, path
+
+
+async def test_text_no_database_can_store_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    team = await factory.team(junior="engineer")
+    junior = team["junior"]
+    nul = await client.post("/api/v1/ai-sessions", headers=junior.headers, json={"title": "a\x00b"})
+    assert nul.status_code == 422 and _fields(nul) == {"title"}
+    surrogate = await client.post(
+        "/api/v1/ai-sessions",
+        headers={**junior.headers, "Content-Type": "application/json"},
+        content=b'{"title": "ok", "messages": [{"content": "lone \\ud800 half"}]}',
+    )
+    assert surrogate.status_code == 422 and _fields(surrogate) == {"content"}
+    session = await new_session(client, junior)
+    note = await client.post(
+        f"/api/v1/ai-sessions/{session['id']}/handoff",
+        headers=junior.headers,
+        json={"intent": "escalate", "note": "\x00"},
+    )
+    assert note.status_code == 422 and _fields(note) == {"note"}
+    listed = await client.get("/api/v1/ai-sessions", headers=junior.headers)
+    assert [s["id"] for s in listed.json()["items"]] == [session["id"]]
+
+
+async def test_a_nul_in_the_url_is_a_400(client: httpx.AsyncClient, factory: Factory) -> None:
+    team = await factory.team()
+    path = await client.get("/api/v1/ai-sessions/a%00b", headers=team.owner.headers)
+    assert path.status_code == 400
+    assert path.json() == {"detail": "URL must not contain NUL characters"}
+    query = await client.get(
+        "/api/v1/ai-sessions", params={"status": "a\x00"}, headers=team.owner.headers
+    )
+    assert query.status_code == 400

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -17,10 +20,15 @@ from lifeline.ai_sessions.router import router as ai_sessions_router
 from lifeline.analytics.router import router as analytics_router
 from lifeline.config import Settings, get_settings
 from lifeline.context import AppContext
+from lifeline.error_schemas import API_ERROR_RESPONSES
 from lifeline.errors import LifelineError
 from lifeline.handoffs.router import queue_router
 from lifeline.handoffs.router import router as handoffs_router
-from lifeline.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from lifeline.middleware import (
+    BodySizeLimitMiddleware,
+    NulInUrlMiddleware,
+    RequestIdMiddleware,
+)
 from lifeline.notifications import demo_mail
 from lifeline.notifications.plugin import notifications_plugin
 from lifeline.notifications.router import router as notifications_router
@@ -36,7 +44,7 @@ Plugin = Callable[[FastAPI, AppContext], Awaitable[Callable[[], Awaitable[None]]
 
 
 def api_router() -> APIRouter:
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=API_ERROR_RESPONSES)
     api.include_router(accounts_router)
     # The queue first: "/ai-sessions/queue" must never be read as a session id.
     api.include_router(queue_router)
@@ -80,6 +88,12 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_input(_request: Request, exc: RequestValidationError) -> Response:
+        # ASCII-escaped: the echoed input may hold a lone surrogate that UTF-8 can't encode.
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+        return Response(body, status_code=422, media_type="application/json")
+
     @app.exception_handler(IntegrityError)
     async def _integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
         log.warning("integrity error: %s", exc.orig)
@@ -107,6 +121,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
     install_web(app, https=settings.base_url.startswith("https://"))
     # Added last, so outermost: even a 413 carries its X-Request-ID.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NulInUrlMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from lifeline.accounts.models import EmailPreference, Role
 
@@ -27,6 +27,24 @@ class StrictModel(BaseModel):
     """Request bodies refuse unknown fields, so nobody can smuggle in ``role`` or ``account_id``."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        # PostgreSQL can't store NUL, and no database can store a lone surrogate: a 422, not a 500.
+        if isinstance(value, str) and not storable_text(value):
+            raise ValueError("must not contain NUL or unpaired surrogate characters")
+        return value
+
+
+def storable_text(value: str) -> bool:
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class UserRef(BaseModel):
