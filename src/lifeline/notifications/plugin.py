@@ -63,11 +63,15 @@ class SweepReport:
 
 
 async def sweep_once(*, ctx: AppContext, relay: Relay, now: datetime | None = None) -> SweepReport:
-    """Reminder waves that are due, then every due outbox row."""
+    """Reminder waves that are due, then every due outbox row.
+
+    ``now`` moves the reminder clock only (tests travel in time with it); leases are always
+    judged by the real clock, or a traveller would see every live lease as expired.
+    """
     reminders = await send_due_reminders(
         sessionmaker=ctx.sessionmaker, runner=ctx.after_commit, now=now or utcnow()
     )
-    return SweepReport(reminders=reminders, deliveries=await relay.sweep(now=now))
+    return SweepReport(reminders=reminders, deliveries=await relay.sweep())
 
 
 async def sweep_forever(*, ctx: AppContext, relay: Relay) -> None:

@@ -1,0 +1,49 @@
+"""/demo/mail: the demo's local mail sink, readable in the browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from lifeline.mailsink import MailSink
+from tests.notifications.conftest import notification_settings, running_app, settle
+from tests.support.factories import Factory, escalate, new_session
+from tests.support.live import free_port
+
+
+async def test_demo_mail_page_shows_what_the_sink_caught(database_url: str, tmp_path: Path) -> None:
+    directory = tmp_path / "mail"
+    sink = MailSink(directory=directory, port=free_port())
+    sink.start()
+    try:
+        settings = notification_settings(
+            database_url,
+            env="demo",
+            smtp_host="127.0.0.1",
+            smtp_port=sink.controller.port,
+            mail_sink_dir=str(directory),
+        )
+        async with running_app(settings) as (ctx, client):
+            team = await Factory(ctx.sessionmaker).team(junior="engineer", senior="admin")
+            session = await new_session(client, team["junior"], title="Cache <serves> stale prices")
+            handoff = await escalate(client, team["junior"], session["id"], note="see the trace")
+            await settle(ctx, handoff["id"])
+
+            page = await client.get("/demo/mail")
+    finally:
+        sink.stop()
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "2 messages" in html
+    assert "[Lifeline] Escalated: Cache &lt;serves&gt; stale prices" in html
+    assert "<serves>" not in html
+    assert team["senior"].email in html and team.owner.email in html
+    assert "see the trace" in html
+    assert f"/sessions/{session['id']}" in html
+
+
+async def test_demo_mail_page_exists_only_with_a_sink(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/demo/mail")).status_code == 404
