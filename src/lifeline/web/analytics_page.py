@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
@@ -28,7 +28,7 @@ async def analytics_page(
     request: Request,
     db: SessionDep,
     principal: WebPrincipal,
-    days: Annotated[Literal[7, 30, 90], Query()] = 30,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
     tz: Annotated[str, Query(max_length=64)] = "UTC",
 ) -> Response:
     zone = parse_zone(tz)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
 from lifeline.errors import LifelineError
 from lifeline.web.templating import plain_redirect, render
@@ -37,7 +38,7 @@ def login_url(request: Request) -> str:
     return "/login" if target == "/" else "/login?next=" + quote(target, safe="/")
 
 
-def _field_names(exc: RequestValidationError) -> list[str]:
+def _field_names(exc: RequestValidationError | ValidationError) -> list[str]:
     names = []
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
@@ -67,7 +68,8 @@ class PageRoute(APIRoute):
                 return plain_redirect(login_url(request))
             except LifelineError as exc:
                 return error_page(request, exc.status_code, exc.detail)
-            except RequestValidationError as exc:
+            except (RequestValidationError, ValidationError) as exc:
+                # A form field the route or a service schema refused: name it, change nothing.
                 fields = ", ".join(_field_names(exc))
                 return error_page(request, 422, f"Check these fields: {fields}.")
 
