@@ -212,6 +212,7 @@ def serve(
             json_lines=lifeline_logging.wants_json(settings.log_json), level=settings.log_level
         ),
         access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
 
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # When set, GET /metrics needs "Authorization: Bearer <this>".
     metrics_token: str | None = None
+    # On SIGTERM a server stops accepting, waits this long for open requests and streams to
+    # end, then closes them and drains its after-commit work.
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

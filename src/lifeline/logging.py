@@ -23,7 +23,7 @@ request_id_var: ContextVar[str | None] = ContextVar("lifeline_request_id", defau
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is data.
 _RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "request_id", "taskName"}
+    | {"message", "asctime", "request_id", "taskName", "color_message"}
 )
 
 
