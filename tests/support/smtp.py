@@ -55,6 +55,9 @@ class _Behaviour:
     slow_once: bool = False
     # An SMTP reply such as "554 Transaction failed" given instead of accepting DATA.
     refuse: str | None = None
+    # Recipient addresses whose first DATA is held until ``release()`` (at most a minute).
+    hold: set[str] = field(default_factory=set)
+    released: threading.Event = field(default_factory=threading.Event)
 
 
 class RecordingHandler:
@@ -64,6 +67,7 @@ class RecordingHandler:
         self._received: list[Received] = []
         self._started: list[str] = []
         self._slowed: set[str] = set()
+        self._held: set[str] = set()
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         rcpts = tuple(envelope.rcpt_tos)
@@ -77,10 +81,14 @@ class RecordingHandler:
                     delay = max(delay, self.behaviour.slow[rcpt])
                     self._slowed.add(rcpt)
             refuse = self.behaviour.refuse
+            held = [r for r in rcpts if r in self.behaviour.hold and r not in self._held]
+            self._held.update(held)
         if refuse:
             return refuse
         if delay:
             await asyncio.sleep(delay)
+        if held:  # released from the test's thread, so wait for it in a thread
+            await asyncio.to_thread(self.behaviour.released.wait, 60)
         raw = bytes(envelope.content)
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
@@ -121,6 +129,13 @@ class SmtpRecorder:
     def slow_for(self, address: str, seconds: float, *, once: bool = False) -> None:
         self.handler.behaviour.slow[address] = seconds
         self.handler.behaviour.slow_once = once
+
+    def hold_for(self, address: str) -> None:
+        """Keep this recipient's first transaction waiting before the final reply."""
+        self.handler.behaviour.hold.add(address)
+
+    def release(self) -> None:
+        self.handler.behaviour.released.set()
 
     def refuse(self, reply: str | None = "554 5.7.1 Transaction failed") -> None:
         self.handler.behaviour.refuse = reply

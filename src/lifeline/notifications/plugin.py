@@ -18,9 +18,9 @@ from lifeline.after_commit import DispatchDeliveries
 from lifeline.context import AppContext
 from lifeline.db import utcnow
 from lifeline.notifications.channels import DeliveryChannel
-from lifeline.notifications.channels.email import EmailChannel
+from lifeline.notifications.channels.email import EmailChannel, send_bound
 from lifeline.notifications.channels.push import PushChannel
-from lifeline.notifications.relay import DeliveryCounts, Relay, send_bound
+from lifeline.notifications.relay import DeliveryCounts, Relay
 from lifeline.notifications.reminders import send_due_reminders
 
 log = logging.getLogger(__name__)

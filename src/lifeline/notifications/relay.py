@@ -20,6 +20,7 @@ from lifeline.config import Settings
 from lifeline.db import utcnow
 from lifeline.notifications import claims, content
 from lifeline.notifications.channels import DeliveryChannel, PermanentFailure
+from lifeline.notifications.channels.email import send_bound
 from lifeline.notifications.claims import ClaimedDelivery, Outcome
 from lifeline.notifications.models import DeliveryStatus
 
@@ -34,11 +35,6 @@ def retry_delay(settings: Settings, attempts: int) -> timedelta:
     seconds = settings.delivery_backoff_base_seconds * 2 ** max(0, attempts - 1)
     seconds *= 1 + random.uniform(0, 0.2)
     return timedelta(seconds=min(seconds, settings.delivery_backoff_max_seconds))
-
-
-def send_bound(settings: Settings) -> timedelta:
-    """The longest one send may take (every SMTP command has a timeout, and so has the whole)."""
-    return timedelta(seconds=settings.smtp_timeout_seconds * 4)
 
 
 def _describe(exc: BaseException) -> str:

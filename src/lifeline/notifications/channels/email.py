@@ -7,6 +7,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Mapping
+from datetime import timedelta
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -30,7 +31,14 @@ POOL_SIZE = 8
 # Servers drop idle connections; one unused this long is closed rather than reused.
 IDLE_SECONDS = 30.0
 MAX_SUBJECT = 200
+# A healthy server answers in milliseconds; a whole send taking two command timeouts is a failure.
+SEND_BOUND_TIMEOUTS = 2
 _BREAKS = re.compile(r"\s+")
+
+
+def send_bound(settings: Settings) -> timedelta:
+    """The longest one email send may take; the relay never starts one its lease can't cover."""
+    return timedelta(seconds=settings.smtp_timeout_seconds * SEND_BOUND_TIMEOUTS)
 
 
 def header_safe(value: str, *, limit: int = MAX_SUBJECT) -> str:
@@ -106,8 +114,9 @@ class SmtpPool:
         await client.send_message(message, sender=sender, recipients=[to])
 
     async def send(self, message: EmailMessage, *, to: str) -> None:
-        # Bounded whatever the server does: every command has a timeout, and so does the whole.
-        async with self._slots, asyncio.timeout(self._settings.smtp_timeout_seconds * 4):
+        # Bounded whatever the server does, waiting for a free connection included: every
+        # command has a timeout and so has the whole, which the relay keeps inside the lease.
+        async with asyncio.timeout(send_bound(self._settings).total_seconds()), self._slots:
             client = self._take_idle()
             if client is not None:
                 try:

@@ -1,0 +1,174 @@
+"""``lifeline worker`` as a real process: sweeps deliver what no server dispatched, and a worker
+killed with SIGKILL mid-sweep loses nothing and duplicates nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lifeline.config import Settings
+from lifeline.context import AppContext
+from lifeline.notifications.models import Delivery
+from tests.notifications.conftest import (
+    deliveries,
+    escalate_without_dispatch,
+    make_due,
+    notification_settings,
+)
+from tests.support.factories import Factory, new_session
+from tests.support.live import server_env
+from tests.support.smtp import SmtpRecorder, smtp_recorder
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpRecorder]:
+    with smtp_recorder() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(database_url: str, smtp: SmtpRecorder) -> Settings:
+    # The in-process app only makes the data; its start-up sweep finds nothing yet.
+    return notification_settings(database_url, smtp_host=smtp.host, smtp_port=smtp.port)
+
+
+def _worker_env(database_url: str, smtp: SmtpRecorder, **extra: str) -> dict[str, str]:
+    return server_env(
+        database_url,
+        LIFELINE_SMTP_HOST=smtp.host,
+        LIFELINE_SMTP_PORT=str(smtp.port),
+        LIFELINE_BASE_URL="http://testserver",
+        LIFELINE_SWEEP_INTERVAL_SECONDS="0.2",
+        LIFELINE_DELIVERY_BACKOFF_BASE_SECONDS="0.2",
+        **extra,
+    )
+
+
+def _worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lifeline.cli", "worker", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def _wait_until(
+    what: str, check: Callable[[], Awaitable[bool]], *, within: float = 60.0
+) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_worker_once_delivers_what_no_server_dispatched(
+    client: httpx.AsyncClient,
+    ctx: AppContext,
+    factory: Factory,
+    smtp: SmtpRecorder,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    team = await factory.team(junior="engineer", senior="admin")
+    session = await new_session(client, team["junior"])
+    handoff = await escalate_without_dispatch(ctx, team["junior"], session["id"])
+    await make_due(ctx)
+
+    log = tmp_path / "worker.log"
+    proc = _worker(_worker_env(database_url, smtp), log, "--once")
+    code = await asyncio.to_thread(proc.wait, 60)
+
+    output = log.read_text()
+    assert code == 0, output
+    assert "sweep 1: reminder waves=0, claimed=4, sent=2, skipped=2" in output, output
+    assert smtp.recipients() == sorted([team.owner.email, team["senior"].email])
+    rows = await deliveries(ctx, handoff.id)
+    assert {(r.channel, r.status) for r in rows} == {("email", "sent"), ("push", "skipped")}
+
+
+async def test_worker_sigkilled_mid_sweep_loses_nothing_and_duplicates_nothing(
+    client: httpx.AsyncClient,
+    ctx: AppContext,
+    factory: Factory,
+    smtp: SmtpRecorder,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    team = await factory.team(
+        junior="engineer", a="admin", b="engineer", c="engineer", held1="engineer", held2="admin"
+    )
+    held = {team["held1"].email, team["held2"].email}
+    for address in held:
+        smtp.hold_for(address)  # their SMTP transaction is in flight when the worker dies
+    session = await new_session(client, team["junior"])
+    handoff = await escalate_without_dispatch(ctx, team["junior"], session["id"])
+    await make_due(ctx)
+    env = _worker_env(
+        database_url,
+        smtp,
+        LIFELINE_SMTP_TIMEOUT_SECONDS="5",
+        LIFELINE_DELIVERY_LEASE_SECONDS="11",
+    )
+    log = tmp_path / "worker.log"
+
+    async def emails() -> list[Delivery]:
+        return [r for r in await deliveries(ctx, handoff.id) if r.channel == "email"]
+
+    async def killable() -> bool:
+        rows = await emails()
+        fast_sent = sum(r.status == "sent" for r in rows) == 4
+        return fast_sent and all(smtp.started_for(a) == 1 for a in held)
+
+    first = _worker(env, log)
+    try:
+        await _wait_until("the fast rows are sent and the held ones in flight", killable)
+        os.kill(first.pid, signal.SIGKILL)
+        assert await asyncio.to_thread(first.wait, 10) == -signal.SIGKILL
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+    at_kill = {r.recipient_user_id: r for r in await emails()}
+    in_flight = [r for r in at_kill.values() if r.status == "pending"]
+    assert len(in_flight) == 2 and all(r.lease_token for r in in_flight)
+    sent_before = {r.recipient_user_id for r in at_kill.values() if r.status == "sent"}
+    smtp.release()  # the server finishes the dead worker's transactions (the crash window)
+
+    second = _worker(env, log)
+    try:
+
+        async def all_settled() -> bool:
+            return all(r.status == "sent" for r in await emails())
+
+        await _wait_until("another worker takes over the expired leases", all_settled)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(second.wait, 30) == 0, log.read_text()
+
+    rows = await deliveries(ctx, handoff.id)
+    assert {(r.channel, r.status) for r in rows} == {("email", "sent"), ("push", "skipped")}
+    recipients = [team.owner, team["a"], team["b"], team["c"], team["held1"], team["held2"]]
+    for person in recipients:
+        mail = smtp.to(person.email)
+        assert mail, f"{person.email} got nothing: lost"
+        # One message, or a resend of it with the very same Message-ID.
+        assert len({m.message_id for m in mail}) == 1
+        if person.id in sent_before:
+            assert len(mail) == 1, f"{person.email} was emailed twice"
+    assert sent_before == {team.owner.id, team["a"].id, team["b"].id, team["c"].id}
+    assert "worker stopped after" in log.read_text()
