@@ -130,6 +130,9 @@ async def sse_stream(
 async def _read_sse(events: AsyncIterator[Any], received: Received) -> None:
     try:
         async for sse in events:
+            if not sse.data:
+                # A heartbeat comment; EventSource dispatches nothing for it either.
+                continue
             message = json.loads(sse.data)
             # The SSE framing repeats the message's own id and type.
             assert sse.id == message["id"] and sse.event == message["type"], sse

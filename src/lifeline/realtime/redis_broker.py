@@ -111,18 +111,28 @@ class RedisBroker:
             pubsub = self.client.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
+                confirmations = 0
                 while True:
                     message = await pubsub.get_message(timeout=self.poll_seconds)
                     if message is None:
                         continue
                     if message["type"] == "subscribe":
+                        confirmations += 1
+                        # A second confirmation means the client re-subscribed on its own
+                        # after a dropped connection: messages may have been missed.
+                        self._gap = self._gap or confirmations > 1
                         delay = self.backoff_initial
                         self._on_subscribed()
                     elif message["type"] == "message":
                         self._receive(message["data"])
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
                 if self._subscribed.is_set() or not self._gap:
-                    log.warning("Redis subscription lost (%s); reconnecting with backoff", exc)
+                    unexpected = not isinstance(exc, RedisError | OSError)
+                    log.warning(
+                        "Redis subscription lost (%s); reconnecting with backoff",
+                        exc,
+                        exc_info=unexpected,
+                    )
                     self.listener.broker_lost()
                 self._subscribed.clear()
                 self._gap = True
