@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -157,3 +161,34 @@ async def test_a_metrics_token_guards_the_scrape(guarded_client: httpx.AsyncClie
     ok = await guarded_client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
     assert ok.status_code == 200 and "lifeline_claims_total" in ok.text
     assert "/metrics" not in (await guarded_client.get("/openapi.json")).json()["paths"]
+
+
+COUNT_IN_A_PROCESS = """
+from lifeline import metrics
+metrics.handoff_created("escalate")
+metrics.connection_opened()
+"""
+RENDER_IN_A_PROCESS = """
+import sys
+from lifeline import metrics
+sys.stdout.write(metrics.render().decode())
+"""
+
+
+def test_multiprocess_mode_sums_every_process_of_the_host(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", COUNT_IN_A_PROCESS], env=env, check=True, timeout=60)
+    rendered = subprocess.run(
+        [sys.executable, "-c", RENDER_IN_A_PROCESS],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    samples = _samples(rendered)
+    assert samples[ESCALATIONS] == 3
+    # Live gauges count live processes only: the three counting processes have exited.
+    assert samples.get(("lifeline_live_connections", ()), 0) == 0
+    assert ("lifeline_outbox_backlog", (("channel", "email"),)) in samples
