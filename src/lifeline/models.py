@@ -2,6 +2,7 @@
 
 from lifeline.accounts.models import Account, ApiToken, User, WebSession
 from lifeline.ai_sessions.models import AISession, Message
+from lifeline.analytics.models import REPORT_INDEXES
 from lifeline.db import Base
 from lifeline.handoffs.models import Handoff
 from lifeline.idempotency import IdempotencyRecord
@@ -9,6 +10,7 @@ from lifeline.notifications.models import Delivery
 from lifeline.realtime.models import Event
 
 __all__ = [
+    "REPORT_INDEXES",
     "AISession",
     "Account",
     "ApiToken",

@@ -271,6 +271,28 @@ async def test_percentiles_interpolate_exactly_like_percentile_cont(
     assert body["time_to_claim_seconds"] == {"p50": 38.562, "p90": 756.25, "max": 912.5}
 
 
+async def test_waits_of_several_days_keep_their_microseconds(
+    client: httpx.AsyncClient, factory: Factory, history: History
+) -> None:
+    """Durations past a day are where a sloppy day/second split would drift."""
+    team = await factory.team(junior="engineer", senior="engineer", vic="viewer")
+    for i, wait in enumerate([90061.000001, 172800.5, 259200.123457]):
+        await history.handoff(
+            team, team["junior"], at(f"02-20 0{i}:00:00"), claimed=(team["senior"], wait)
+        )
+    body = await report(client, team, since="2026-02-20", until="2026-02-25")
+    # p90: position 1.8 → 172800.5 + 0.8 * (259200.123457 - 172800.5) = 241920.1987656
+    assert body["time_to_claim_seconds"] == {"p50": 172800.5, "p90": 241920.199, "max": 259200.123}
+    claims_by_day = {d["date"]: d["p50_time_to_claim_seconds"] for d in body["by_day"]}
+    assert claims_by_day == {
+        "2026-02-20": None,
+        "2026-02-21": 90061.0,
+        "2026-02-22": 172800.5,
+        "2026-02-23": 259200.123,
+        "2026-02-24": None,
+    }
+
+
 async def test_csv_export_of_the_daily_rows(
     client: httpx.AsyncClient, factory: Factory, history: History
 ) -> None:

@@ -2,10 +2,10 @@
 
 Both spellings give bit-for-bit the same answers, so a report reads the same on either database:
 
-- durations are exact: PostgreSQL's ``EXTRACT(EPOCH FROM interval)`` is an exact decimal; on
-  SQLite the stored text (``YYYY-MM-DD HH:MM:SS.ffffff``, see ``db.UTCDateTime``) is turned into
-  integer microseconds. Both then become the nearest double to the exact number of seconds.
-  (``julianday()`` differences would be off by up to ~50µs, enough to make the two disagree.)
+- durations: on SQLite the stored text (``YYYY-MM-DD HH:MM:SS.ffffff``, see ``db.UTCDateTime``)
+  becomes exact integer microseconds, then the same double arithmetic PostgreSQL's
+  ``date_part('epoch', interval)`` does (``julianday()`` differences would be off by up to
+  ~50µs, enough to make the two disagree).
 - percentiles are PostgreSQL's ``percentile_cont``; SQLite computes the identical value from
   ``row_number()``/``count()`` windows, with the same ``lo + frac * (hi - lo)`` interpolation.
 - local days come from UTC offsets worked out in Python (see ``window.OffsetSpan``), never from
@@ -27,12 +27,13 @@ from sqlalchemy import (
     Subquery,
     case,
     cast,
-    extract,
     func,
     literal_column,
     select,
+    text,
     type_coerce,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import ColumnClause
@@ -40,6 +41,8 @@ from sqlalchemy.sql.expression import ColumnClause
 from lifeline.analytics.window import OffsetSpan
 
 POSTGRESQL = "postgresql"
+MICROS_PER_DAY = 86_400_000_000
+REPORT_WORK_MEM = "32MB"
 
 Columns = Any  # a Subquery's ``.c`` collection
 Moment = ColumnElement[Any] | QueryableAttribute[Any]  # a timestamp column or expression
@@ -53,12 +56,31 @@ def _sqlite_epoch_micros(moment: Moment) -> ColumnElement[int]:
     return whole + fraction
 
 
-def seconds_between(dialect: str, later: Moment, earlier: Moment) -> ColumnElement[Any]:
-    """``later - earlier`` in seconds, as a double."""
+async def tune_for_report(db: AsyncSession, dialect: str) -> None:
+    """Give this transaction's sorts and hashes room to stay in memory (PostgreSQL).
+
+    A busy month is ~100k index entries to sort by day and hash by session; the default 4MB
+    spills them to disk and doubles the time. ``SET LOCAL`` ends with the transaction.
+    """
     if dialect == POSTGRESQL:
-        return cast(extract("epoch", later - earlier), Double)
+        await db.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+
+
+def seconds_between(dialect: str, later: Moment, earlier: Moment) -> ColumnElement[Any]:
+    """``later - earlier`` in seconds, as a double, computed the way PostgreSQL computes it.
+
+    PostgreSQL's ``date_part('epoch', interval)`` (a double, unlike the slower numeric
+    ``EXTRACT``) splits the difference into whole days and the microseconds left over and
+    returns ``micros / 1e6 + days * 86400``; SQLite does the very same arithmetic on the
+    exact microsecond difference, so both produce the same double.
+    """
+    if dialect == POSTGRESQL:
+        return func.date_part("epoch", later - earlier, type_=Double)
     micros = _sqlite_epoch_micros(later) - _sqlite_epoch_micros(earlier)
-    return cast(micros, Double) / cast(literal_column("1000000"), Double)
+    day = literal_column(str(MICROS_PER_DAY), Integer)
+    # Integer division and remainder truncate toward zero, as PostgreSQL's do.
+    rest = cast(micros % day, Double) / literal_column("1000000.0", Double)
+    return rest + (micros // day) * 86400
 
 
 def local_day(dialect: str, moment: Moment, spans: Sequence[OffsetSpan]) -> ColumnElement[Any]:
