@@ -262,6 +262,8 @@ async def test_security_headers_and_no_inline_code_on_pages(
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
         assert not re.search(r"\sstyle=", html), path
         assert not re.search(r"\son[a-z]+=", html), path
+        ids = re.findall(r'\sid="([^"]+)"', html)
+        assert len(ids) == len(set(ids)), f"{path}: duplicate ids break labels"
     login = await (await browser()).client.get("/login")
     assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
     api = await client.get("/api/v1/me", headers=team.owner.headers)
