@@ -90,8 +90,15 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_input(_request: Request, exc: RequestValidationError) -> Response:
-        # ASCII-escaped: the echoed input may hold a lone surrogate that UTF-8 can't encode.
-        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+        # ASCII-escaped: the echoed input may hold a lone surrogate that UTF-8 can't encode;
+        # a body that isn't JSON at all is echoed as bytes that may not even be UTF-8.
+        errors = [
+            {**error, "input": error["input"].decode("utf-8", "replace")}
+            if isinstance(error.get("input"), bytes)
+            else error
+            for error in exc.errors()
+        ]
+        body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
         return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(IntegrityError)
