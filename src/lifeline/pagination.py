@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, or_
@@ -31,14 +32,19 @@ def encode_cursor(created_at: datetime, id_: str) -> str:
 
 
 def decode_cursor(cursor: str) -> Cursor:
+    """The position a cursor names; anything this API did not hand out is a 422.
+
+    A cursor travels through the client, so it is checked like any input: a time that exists
+    in UTC and an id of the form every id has (a UUID), before either reaches a query.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, id_ = json.loads(raw)
         parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None or not isinstance(id_, str):
+        if parsed.tzinfo is None or not isinstance(id_, str) or str(uuid.UUID(id_)) != id_:
             raise ValueError
-        return Cursor(parsed, id_)
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        return Cursor(parsed.astimezone(UTC), id_)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise Unprocessable("cursor: not a cursor this API returned") from exc
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import httpx
@@ -178,3 +180,44 @@ async def test_default_page_size(client: httpx.AsyncClient, factory: Factory) ->
     )
     assert [i["id"] for i in rest.json()["items"]] == made[50:]
     assert rest.json()["next_cursor"] is None
+
+
+def _cursor(*parts: object) -> str:
+    raw = json.dumps(list(parts)).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+async def test_forged_cursors_are_422_not_500(client: httpx.AsyncClient, factory: Factory) -> None:
+    """A cursor is opaque but client-held: what it decodes to must not reach the database raw."""
+    team = await factory.team(junior="engineer")
+    session = await new_session(client, team["junior"])
+    await escalate(client, team["junior"], session["id"])
+    some_id = "00000000-0000-4000-8000-000000000000"
+    forged = [
+        _cursor("0001-01-01T00:00:00+14:00", some_id),
+        _cursor("9999-12-31T23:59:59-14:00", some_id),
+        _cursor("2026-01-01T00:00:00+00:00", "nul\u0000inside"),
+        _cursor("2026-01-01T00:00:00+00:00", "\ud800"),
+        _cursor("2026-01-01T00:00:00+00:00", "x" * 300),
+        _cursor("2026-01-01T00:00:00+00:00", 5),
+        _cursor("2026-01-01T00:00:00", some_id),
+        _cursor(12345, some_id),
+        _cursor("2026-01-01T00:00:00+00:00", some_id, "extra"),
+        base64.urlsafe_b64encode(b'{"a": 1, "b": 2}').decode(),
+        base64.urlsafe_b64encode(b"\xff\xfe\x00").decode(),
+    ]
+    paths = [
+        QUEUE,
+        "/api/v1/ai-sessions",
+        f"/api/v1/ai-sessions/{session['id']}/messages",
+        f"/api/v1/ai-sessions/{session['id']}/handoffs",
+        "/api/v1/users",
+        "/api/v1/tokens",
+    ]
+    for path in paths:
+        for cursor in forged:
+            response = await client.get(
+                path, params={"cursor": cursor}, headers=team["junior"].headers
+            )
+            assert response.status_code == 422, (path, cursor, response.text)
+            assert "cursor" in response.json()["detail"]
