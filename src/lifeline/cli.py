@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +20,7 @@ from lifeline.after_commit import AfterCommitRunner, TaskSet
 from lifeline.config import Settings, get_settings
 from lifeline.db import create_engine, create_sessionmaker, unit_of_work
 from lifeline.errors import LifelineError
+from lifeline.web import sessions as web_sessions
 
 app = typer.Typer(help="Lifeline: escalation and hand-off for AI sessions.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -92,6 +92,17 @@ def _emit(as_json: bool, payload: dict[str, Any], human: str) -> None:
     typer.echo(json.dumps(payload) if as_json else human)
 
 
+def _web_password(value: str | None) -> str | None:
+    """``--password -`` asks for it (hidden, twice); a web password is at least 8 characters."""
+    if value == "-":
+        # On stderr, so ``--json`` output stays machine-readable.
+        value = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    if value is not None and len(value) < 8:
+        typer.echo("error: --password must be at least 8 characters", err=True)
+        raise typer.Exit(2)
+    return value
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations (Alembic) to LIFELINE_DATABASE_URL."""
@@ -104,10 +115,13 @@ def account_create(
     name: str,
     owner_email: Annotated[str, typer.Option(help="The owner's email address.")],
     owner_name: Annotated[str | None, typer.Option(help="The owner's display name.")] = None,
-    password: Annotated[str | None, typer.Option(help="The owner's web password.")] = None,
+    password: Annotated[
+        str | None, typer.Option(help="The owner's web password; '-' prompts for it.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an account with its owner; prints the owner's API token once."""
+    password = _web_password(password)
 
     async def work(db: AsyncSession) -> tuple[Any, User, str]:
         return await accounts.create_account(
@@ -141,11 +155,7 @@ def user_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a user in an account; prints their API token once."""
-    if password == "-":
-        password = getpass.getpass("Password: ")
-    if password is not None and len(password) < 8:
-        typer.echo("error: --password must be at least 8 characters", err=True)
-        raise typer.Exit(2)
+    password = _web_password(password)
 
     async def work(db: AsyncSession) -> tuple[User, str]:
         await accounts.get_account(db=db, account_id=account)
@@ -161,6 +171,24 @@ def user_create(
         {"user": _user_json(user), "token": secret},
         f"user  {user.id} {user.email} ({user.role})\ntoken {secret}   (shown once)",
     )
+
+
+@user_app.command("set-password")
+def user_set_password(
+    email: Annotated[str, typer.Option(help="The user's email address.")],
+    password: Annotated[
+        str, typer.Option(help="The new web password; '-' (the default) prompts for it.")
+    ] = "-",
+) -> None:
+    """Set a user's web password; their open web sessions are signed out."""
+    new_password = _web_password(password)
+    assert new_password is not None
+
+    async def work(db: AsyncSession) -> User:
+        return await web_sessions.set_password(db=db, email=email, password=new_password)
+
+    user = _run(work)
+    typer.echo(f"password set for {user.email}; their web sessions were signed out", err=True)
 
 
 @token_app.command("create")

@@ -20,6 +20,7 @@ from lifeline import after_commit
 from lifeline.accounts import security
 from lifeline.accounts.models import User, WebSession
 from lifeline.db import utcnow
+from lifeline.errors import NotFound
 
 SESSION_LIFETIME = timedelta(days=14)
 _SALT = "lifeline.web-session"
@@ -89,3 +90,21 @@ async def revoke_session(*, db: AsyncSession, web_session_id: str, user_id: str)
     after_commit.record(
         db, after_commit.DropConnections(user_id=user_id, web_session_id=web_session_id)
     )
+
+
+async def set_password(*, db: AsyncSession, email: str, password: str) -> User:
+    """An operator sets someone's password: every web session of theirs is signed out."""
+    user = await db.scalar(
+        select(User).where(User.email == email.strip().lower(), User.deleted_at.is_(None))
+    )
+    if user is None:
+        raise NotFound(f"No active user with the email {email.strip().lower()}")
+    user.password_hash = await asyncio.to_thread(security.hash_password, password)
+    await db.execute(
+        update(WebSession)
+        .where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    await db.flush()
+    after_commit.record(db, after_commit.DropConnections(user_id=user.id))
+    return user
