@@ -220,8 +220,11 @@ def run(*, host: str, port: int, smtp_port: int, seed_only: bool) -> None:
     for person, user, secret in rows:
         typer.echo(f"  {person.role.value:<9} {user.name:<16} {user.email:<28} token {secret}")
     typer.echo("")
-    typer.echo("The magic moment: sign in as sam@… in one window and open the queue,")
-    typer.echo("then as jamie@… in another window open a session and press Escalate.")
+    typer.echo("The magic moment (two windows that don't share cookies: use a private window):")
+    typer.echo(f"  1. Window A: {base}/login as {PEOPLE[1].email} (a senior): the team queue.")
+    typer.echo(f"  2. Window B: {base}/login as {PEOPLE[3].email} (a junior), My sessions,")
+    typer.echo(f"     open “{TRANSCRIPTS[2][0]}”, write a note, press Escalate.")
+    typer.echo("  3. Window A: it slides in with a toast. Press Pick Up; window B says who did.")
     typer.echo(f"Emails are caught by a local sink and shown at {base}/demo/mail")
     typer.echo("")
     if seed_only:
