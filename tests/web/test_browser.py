@@ -378,7 +378,7 @@ def test_signing_out_closes_the_live_stream_of_that_session(live: Live, chromium
     other.get_by_role("button", name="Sign out").click()
     expect(other.get_by_text("You are signed out.")).to_be_visible()
     # The first tab's stream is dropped by the server and can't come back with that cookie.
-    expect(queue.locator("[data-live-status]")).to_have_text("Reconnecting…")
+    expect(queue.locator("[data-live-status]")).to_have_text("Signed out")
     queue.reload()
     expect(queue).to_have_url(re.compile(r"/login"))
     tab.context.close()

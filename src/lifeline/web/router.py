@@ -181,7 +181,7 @@ async def session_page(
     my_park = _open_park_of(history, user)
     latest_escalation = active or next((h for h in history if h.intent == Intent.ESCALATE), None)
     report = (
-        await views.delivery_report(db=db, user=user, handoff=latest_escalation, names=names)
+        await views.delivery_report(db=db, user=user, handoff=latest_escalation)
         if latest_escalation is not None
         else None
     )

@@ -13,11 +13,13 @@ from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import Message
 from lifeline.handoffs import service as handoffs
 from lifeline.handoffs.models import Handoff
-from lifeline.notifications.models import Delivery, DeliveryStatus
+from lifeline.notifications import service as notifications
+from lifeline.notifications.models import DeliveryStatus
 from lifeline.realtime.models import Event
 
 TRANSCRIPT_PAGE = 100
 TRANSCRIPT_MAX = 2_000
+DELIVERIES_MAX = 1_000
 
 
 def is_senior(user: User) -> bool:
@@ -80,22 +82,20 @@ class DeliveryReport:
 
 
 async def delivery_report(
-    *, db: AsyncSession, user: User, handoff: Handoff, names: dict[str, str]
+    *, db: AsyncSession, user: User, handoff: Handoff
 ) -> DeliveryReport | None:
     """Who was emailed, reached live or missed; None when ``user`` may not see it."""
     if not handoffs.may_read_deliveries(user, handoff):
         return None
-    rows = (
-        await db.scalars(
-            select(Delivery)
-            .where(Delivery.handoff_id == handoff.id, Delivery.account_id == user.account_id)
-            .order_by(Delivery.created_at, Delivery.channel, Delivery.recipient_user_id)
+    rows: list[DeliveryRow] = []
+    cursor: str | None = None
+    while len(rows) < DELIVERIES_MAX:
+        page, cursor = await notifications.list_deliveries(
+            db=db, user=user, handoff_id=handoff.id, cursor=cursor, limit=100
         )
-    ).all()
-    return DeliveryReport(
-        [
+        rows.extend(
             DeliveryRow(
-                recipient=names.get(d.recipient_user_id, "a former member"),
+                recipient=recipient.name,
                 channel=d.channel,
                 kind=d.kind,
                 status=d.status,
@@ -104,6 +104,8 @@ async def delivery_report(
                 sent_at=d.sent_at,
                 created_at=d.created_at,
             )
-            for d in rows
-        ]
-    )
+            for d, recipient in page
+        )
+        if cursor is None:
+            break
+    return DeliveryReport(rows)

@@ -318,13 +318,23 @@
     };
     source.onerror = function () {
       setLive(false, "Reconnecting…");
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser gave up (e.g. the server said no): try again later, from where we were.
+      if (source.readyState !== EventSource.CLOSED) {
+        if (!opened) retry = Math.min(retry * 2, 30000);
+        return; // the browser reconnects by itself, with Last-Event-ID
+      }
+      // The browser gave up: the server said no. Signed out (here or in another tab)? Then
+      // say so and stop; otherwise try again later, from where we were.
+      fetch("/api/v1/me", { credentials: "same-origin" }).then(function (response) {
+        if (response.status === 401) {
+          setLive(false, "Signed out");
+          return;
+        }
         setTimeout(connect, retry);
         retry = Math.min(retry * 2, 30000);
-      } else if (!opened) {
+      }, function () {
+        setTimeout(connect, retry);
         retry = Math.min(retry * 2, 30000);
-      }
+      });
     };
   }
   if (me && window.EventSource && page !== "login") connect();
