@@ -148,11 +148,12 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def render_email(notification: Notification) -> RenderedEmail:
-    """Subject, plain text and HTML for one recipient (the subject is not yet header-safe)."""
-    wave = notification.wave
+def render_email(wave: Wave) -> RenderedEmail:
+    """Subject, plain text and HTML of a wave: the same for every recipient, so rendered once.
+
+    The subject is not yet header-safe; the email channel makes it so.
+    """
     values = {
-        "recipient": notification.recipient,
         "wave": wave,
         "headline": HEADLINES[wave.kind].format(escalator=wave.escalator_name),
     }

@@ -27,6 +27,9 @@ from lifeline.notifications.models import DeliveryStatus
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+# Outcomes are written as they arrive, gathered for at most this long or this many per write.
+OUTCOME_WINDOW_SECONDS = 0.05
+OUTCOME_BATCH = 200
 MAX_ERROR_CHARS = 500
 
 
@@ -89,14 +92,20 @@ class _OutcomeWriter:
         while not closed:
             batch: list[Outcome] = []
             item = await self._queue.get()
+            # Gather what else finishes within a moment: one transaction for many outcomes.
+            deadline = asyncio.get_running_loop().time() + OUTCOME_WINDOW_SECONDS
             while True:
                 if item is None:
                     closed = True
                 else:
                     batch.append(item)
-                if closed or self._queue.empty():
+                if closed or len(batch) >= OUTCOME_BATCH:
                     break
-                item = self._queue.get_nowait()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        item = await self._queue.get()
+                except TimeoutError:
+                    break
             if batch:
                 await self._write(batch)
 

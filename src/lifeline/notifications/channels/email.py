@@ -12,6 +12,7 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +21,7 @@ import aiosmtplib
 from lifeline.accounts.models import EmailPreference
 from lifeline.config import Settings
 from lifeline.notifications.channels import ChannelResult, PermanentFailure, is_online
-from lifeline.notifications.content import Notification, render_email
+from lifeline.notifications.content import Notification, Wave, render_email
 from lifeline.notifications.models import DeliveryKind
 from lifeline.notifications.outbox import OPTED_OUT, message_id_for
 
@@ -50,30 +51,58 @@ def header_safe(value: str, *, limit: int = MAX_SUBJECT) -> str:
     return cleaned[: limit - 1] + "…" if len(cleaned) > limit else cleaned
 
 
-def build_message(
-    notification: Notification, *, mail_from: str, subject: str, text: str, html: str
-) -> EmailMessage:
+@lru_cache(maxsize=512)
+def _shared_header(name: str, value: str) -> Any:
+    """Parse a header once for a whole wave: the same From, Subject and Date for every copy.
+
+    Parsing is most of the cost of building a message; a parsed header is immutable, and
+    ``EmailMessage`` takes one as is.
+    """
+    return policy.SMTP.header_factory(name, value)
+
+
+@lru_cache(maxsize=32)
+def _bodies(wave: Wave) -> tuple[str, EmailMessage, EmailMessage]:
+    """A wave's subject and its text and HTML parts, rendered and encoded once for everyone.
+
+    Parts are only read when a message is written out, so every copy can share them.
+    """
+    rendered = render_email(wave)
+    text = EmailMessage(policy=policy.SMTP)
+    text.set_content(rendered.text)
+    html = EmailMessage(policy=policy.SMTP)
+    html.set_content(rendered.html, subtype="html")
+    for part in (text, html):
+        del part["MIME-Version"]  # belongs on the message, once
+    return rendered.subject, text, html
+
+
+def build_message(notification: Notification, *, mail_from: str) -> EmailMessage:
     recipient = notification.recipient
     delivery = notification.delivery
+    wave = notification.wave
+    subject, text, html = _bodies(wave)
     message = EmailMessage(policy=policy.SMTP)
-    message["Subject"] = header_safe(subject)
-    message["From"] = header_safe(mail_from, limit=320)
+    message["Subject"] = _shared_header("Subject", header_safe(subject))
+    message["From"] = _shared_header("From", header_safe(mail_from, limit=320))
     try:
         message["To"] = Address(display_name=header_safe(recipient.name), addr_spec=recipient.email)
     except (ValueError, IndexError) as exc:
         raise PermanentFailure(f"not a deliverable address: {recipient.email!r}") from exc
     message["Message-ID"] = delivery.message_id
-    message["Date"] = formatdate(usegmt=True)
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Lifeline-Handoff"] = notification.wave.handoff_id
-    message["X-Lifeline-Kind"] = str(notification.wave.kind)
-    if notification.wave.kind != DeliveryKind.ESCALATED:
+    message["Date"] = _shared_header("Date", formatdate(usegmt=True))
+    message["MIME-Version"] = _shared_header("MIME-Version", "1.0")
+    message["Auto-Submitted"] = _shared_header("Auto-Submitted", "auto-generated")
+    message["X-Lifeline-Handoff"] = _shared_header("X-Lifeline-Handoff", wave.handoff_id)
+    message["X-Lifeline-Kind"] = _shared_header("X-Lifeline-Kind", str(wave.kind))
+    if wave.kind != DeliveryKind.ESCALATED:
         # Reminders and releases thread under the recipient's first email about it.
-        first = message_id_for(f"{notification.wave.handoff_id}:escalated", recipient.id)
+        first = message_id_for(f"{wave.handoff_id}:escalated", recipient.id)
         message["In-Reply-To"] = first
         message["References"] = first
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    message.make_alternative()
+    message.attach(text)
+    message.attach(html)
     return message
 
 
@@ -176,14 +205,7 @@ class EmailChannel:
             self._services, recipient.id
         ):
             return ChannelResult.skipped(ONLINE)
-        rendered = render_email(notification)
-        message = build_message(
-            notification,
-            mail_from=self._settings.mail_from,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-        )
+        message = build_message(notification, mail_from=self._settings.mail_from)
         try:
             await self._pool.send(message, to=recipient.email)
         except aiosmtplib.SMTPException as exc:
