@@ -9,8 +9,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from lifeline.accounts.models import EmailPreference, Role
 
+MAX_EMAIL_LENGTH = 320
+MAX_NAME_LENGTH = 200
 
-def _normalise_email(value: str) -> str:
+
+def normalise_email(value: str) -> str:
     value = value.strip().lower()
     local, sep, domain = value.partition("@")
     if not sep or not local or "." not in domain or any(c.isspace() for c in value):
@@ -18,8 +21,8 @@ def _normalise_email(value: str) -> str:
     return value
 
 
-Email = Annotated[str, Field(max_length=320), AfterValidator(_normalise_email)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Email = Annotated[str, Field(max_length=MAX_EMAIL_LENGTH), AfterValidator(normalise_email)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
 Password = Annotated[str, Field(min_length=8, max_length=200)]
 
 

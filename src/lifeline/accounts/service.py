@@ -19,8 +19,14 @@ from lifeline.accounts.models import (
     User,
     WebSession,
 )
+from lifeline.accounts.schemas import (
+    MAX_EMAIL_LENGTH,
+    MAX_NAME_LENGTH,
+    normalise_email,
+    storable_text,
+)
 from lifeline.db import utcnow
-from lifeline.errors import Conflict, Forbidden, NotFound, Unauthorized
+from lifeline.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from lifeline.handoffs import service as handoffs
 from lifeline.pagination import keyset, page
 
@@ -37,7 +43,7 @@ async def create_account(
     owner_password: str | None = None,
 ) -> tuple[Account, User, str]:
     """A new tenant with its owner and the owner's first API token."""
-    account = Account(name=name)
+    account = Account(name=_checked_text("name", name, MAX_NAME_LENGTH))
     db.add(account)
     await db.flush()
     owner = await create_user(
@@ -71,6 +77,22 @@ async def update_account(
     return account
 
 
+def _checked_text(field: str, value: str, max_length: int) -> str:
+    """The same rules the HTTP schemas apply, for callers that don't pass through them (CLI)."""
+    value = value.strip()
+    if not value or len(value) > max_length or not storable_text(value):
+        raise Unprocessable(f"{field}: must be 1 to {max_length} storable characters")
+    return value
+
+
+def _checked_email(email: str) -> str:
+    try:
+        email = normalise_email(email)
+    except ValueError as exc:
+        raise Unprocessable(f"email: {exc}") from exc
+    return _checked_text("email", email, MAX_EMAIL_LENGTH)
+
+
 async def create_user(
     *,
     db: AsyncSession,
@@ -80,11 +102,13 @@ async def create_user(
     role: Role,
     password: str | None = None,
 ) -> User:
-    email = email.strip().lower()
+    email = _checked_email(email)
+    if name is not None:
+        name = _checked_text("name", name, MAX_NAME_LENGTH)
     user = User(
         account_id=account_id,
         email=email,
-        name=name or email.split("@")[0],
+        name=name or email.split("@")[0][:MAX_NAME_LENGTH],
         role=role,
         email_notifications=EmailPreference.ALWAYS,
         password_hash=security.hash_password(password) if password else None,
