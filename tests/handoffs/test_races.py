@@ -52,6 +52,8 @@ async def test_exactly_one_of_many_simultaneous_claimers_wins(
 
     with live_server(database_url, tmp_path) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as api:
+            ready = await api.get("/readyz")
+            assert ready.json() == {"status": "ok", "database": "ok"}
             created = await api.post(
                 "/api/v1/ai-sessions", headers=team["junior"].headers, json={"title": "race"}
             )
