@@ -10,13 +10,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
 from lifeline.config import Settings
 from lifeline.context import AppContext
+from lifeline.db import create_engine, create_sessionmaker, utcnow
+from lifeline.handoffs.models import Handoff
 from lifeline.notifications.models import Delivery
 from tests.notifications.conftest import (
     deliveries,
@@ -24,8 +28,9 @@ from tests.notifications.conftest import (
     make_due,
     notification_settings,
 )
-from tests.support.factories import Factory, new_session
-from tests.support.live import server_env
+from tests.realtime.clients import sse_stream, wait_connections
+from tests.support.factories import Factory, escalate, new_session
+from tests.support.live import live_server, server_env
 from tests.support.smtp import SmtpRecorder, smtp_recorder
 
 
@@ -172,3 +177,68 @@ async def test_worker_sigkilled_mid_sweep_loses_nothing_and_duplicates_nothing(
             assert len(mail) == 1, f"{person.email} was emailed twice"
     assert sent_before == {team.owner.id, team["a"].id, team["b"].id, team["c"].id}
     assert "worker stopped after" in log.read_text()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_worker_reminder_reaches_live_connections_through_redis(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A worker beside the servers pushes its reminder wave live and sees their presence."""
+    engine = create_engine(database_url)
+    try:
+        factory = Factory(create_sessionmaker(engine))
+        team = await factory.team(junior="engineer", senior="admin", peer="engineer")
+        with smtp_recorder() as smtp:
+            shared = {
+                "LIFELINE_REDIS_URL": redis_url,
+                "LIFELINE_SMTP_HOST": smtp.host,
+                "LIFELINE_SMTP_PORT": str(smtp.port),
+                "LIFELINE_HEARTBEAT_SECONDS": "0.5",
+                # The server sends no reminders itself here: only the worker does.
+                "LIFELINE_SWEEP_INTERVAL_SECONDS": "3600",
+            }
+            with live_server(database_url, tmp_path, **shared) as base:
+                async with httpx.AsyncClient(base_url=base, timeout=15) as client:
+                    session = await new_session(client, team["junior"])
+                    async with sse_stream(client, team["senior"]) as stream:
+                        await wait_connections(client, team["senior"], 1)
+                        handoff = await escalate(client, team["junior"], session["id"])
+                        await stream.next_of("handoff.escalated")
+                        # Eleven minutes pass with nobody picking it up.
+                        async with create_sessionmaker(engine)() as db, db.begin():
+                            await db.execute(
+                                update(Handoff)
+                                .where(Handoff.id == handoff["id"])
+                                .values(queued_at=utcnow() - timedelta(minutes=11))
+                            )
+                        env = server_env(database_url, LIFELINE_BASE_URL=base, **shared)
+                        log = tmp_path / "worker.log"
+                        proc = _worker(env, log, "--once")
+                        code = await asyncio.to_thread(proc.wait, 60)
+                        assert code == 0, log.read_text()
+                        assert "reminder waves=1" in log.read_text(), log.read_text()
+
+                        reminder = await stream.next_of("handoff.reminder")
+                        assert reminder["data"]["id"] == handoff["id"]
+
+        async with create_sessionmaker(engine)() as db:
+            rows = (
+                await db.scalars(
+                    select(Delivery).where(
+                        Delivery.handoff_id == handoff["id"], Delivery.kind == "reminder"
+                    )
+                )
+            ).all()
+        push = {r.recipient_user_id: (r.status, r.last_error) for r in rows if r.channel == "push"}
+        assert push == {
+            team["senior"].id: ("sent", None),
+            team["peer"].id: ("skipped", "offline: no live connection"),
+            team.owner.id: ("skipped", "offline: no live connection"),
+        }
+        reminders = [m for m in smtp.messages if "Reminder" in m.message["Subject"]]
+        assert sorted(r for m in reminders for r in m.rcpt_tos) == sorted(
+            [team.owner.email, team["senior"].email, team["peer"].email]
+        )
+    finally:
+        await engine.dispose()

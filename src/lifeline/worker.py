@@ -11,10 +11,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, cast
 
 from lifeline.config import Settings
 from lifeline.context import AppContext
 from lifeline.notifications.plugin import install, sweep_once, warn_about_configuration
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("lifeline.worker")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -24,6 +29,15 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     ctx = AppContext.create(settings)
     relay = install(ctx)
     warn_about_configuration(ctx)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if settings.redis_url:
+        # Through Redis this process reaches every server's live connections: reminder events
+        # are pushed and presence (push rows, offline_only email) is the servers' own.
+        from lifeline.realtime.plugin import realtime_plugin
+
+        closers.append(await realtime_plugin(cast("FastAPI", None), ctx))
+    else:
+        log.info("no LIFELINE_REDIS_URL: this worker sees no live connections (push = offline)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -54,6 +68,8 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await ctx.tasks.drain(wait_seconds=10)
+        for close in reversed(closers):
+            await close()
         await relay.aclose()
         await ctx.close()
         log.info("worker stopped after %d sweeps", sweeps)
