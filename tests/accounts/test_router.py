@@ -533,3 +533,48 @@ async def test_viewer_and_engineer_see_their_team(
     async with ctx.sessionmaker() as db:
         count = len((await db.scalars(select(User))).all())
     assert count == 2
+
+
+async def test_demoting_a_claimer_to_viewer_returns_their_pick_ups(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    team = await factory.team(junior="engineer", senior="engineer", other="admin")
+    session = await new_session(client, team["junior"])
+    handoff = await escalate(client, team["junior"], session["id"])
+    claim_path = f"{API}/ai-sessions/{session['id']}/handoffs/{handoff['id']}/claim"
+    assert (await client.post(claim_path, headers=team["senior"].headers)).status_code == 200
+    # Another role that can still pick up keeps the claim.
+    kept = await client.patch(
+        f"{API}/users/{team['senior'].id}", headers=team.owner.headers, json={"role": "admin"}
+    )
+    assert kept.status_code == 200
+    claimed = await client.get(
+        f"{API}/ai-sessions/queue", params={"status": "claimed"}, headers=team.owner.headers
+    )
+    assert [i["id"] for i in claimed.json()["items"]] == [handoff["id"]]
+
+    demoted = await client.patch(
+        f"{API}/users/{team['senior'].id}", headers=team.owner.headers, json={"role": "viewer"}
+    )
+
+    assert demoted.status_code == 200
+    queue = await client.get(f"{API}/ai-sessions/queue", headers=team["other"].headers)
+    assert [i["id"] for i in queue.json()["items"]] == [handoff["id"]]
+    assert (await client.post(claim_path, headers=team["other"].headers)).status_code == 200
+
+
+async def test_a_removed_member_is_no_longer_notified(
+    client: httpx.AsyncClient, factory: Factory, ctx: AppContext
+) -> None:
+    from lifeline.notifications.models import Delivery
+
+    team = await factory.team(junior="engineer", gone="engineer", stays="engineer")
+    removed = await client.delete(f"{API}/users/{team['gone'].id}", headers=team.owner.headers)
+    assert removed.status_code == 204
+    session = await new_session(client, team["junior"])
+    await escalate(client, team["junior"], session["id"])
+    await ctx.tasks.drain(wait_seconds=10)
+    async with ctx.sessionmaker() as db:
+        recipients = set(await db.scalars(select(Delivery.recipient_user_id)))
+    assert team["gone"].id not in recipients
+    assert {team["stays"].id, team.owner.id} <= recipients

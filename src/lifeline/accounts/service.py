@@ -12,6 +12,7 @@ from lifeline import after_commit
 from lifeline.accounts import security
 from lifeline.accounts.models import (
     MANAGER_ROLES,
+    SENIOR_ROLES,
     Account,
     ApiToken,
     EmailPreference,
@@ -317,6 +318,9 @@ async def update_user(
     if name is not None:
         target.name = name
     await db.flush()
+    if Role(target.role) not in SENIOR_ROLES:
+        # A viewer can't hold a pick-up (nor release or resolve it): it goes back to the team.
+        await handoffs.release_claims_of(db=db, user=target)
     return target
 
 
