@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
+from lifeline.context import AppContext
+from lifeline.handoffs.models import Handoff
 from tests.support.factories import Factory, Person, escalate, new_session
 
 QUEUE = "/api/v1/ai-sessions/queue"
@@ -221,3 +225,22 @@ async def test_forged_cursors_are_422_not_500(client: httpx.AsyncClient, factory
             )
             assert response.status_code == 422, (path, cursor, response.text)
             assert "cursor" in response.json()["detail"]
+
+
+async def test_pages_split_items_created_in_the_same_instant(
+    client: httpx.AsyncClient, factory: Factory, ctx: AppContext
+) -> None:
+    """Keyset order is (created_at, id): ties on time are broken by id, nothing lost or repeated."""
+    team = await factory.team(junior="engineer", senior="engineer")
+    made = []
+    for n in range(5):
+        session = await new_session(client, team["junior"], title=f"tie {n}")
+        made.append((await escalate(client, team["junior"], session["id"]))["id"])
+    same_instant = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    async with ctx.sessionmaker() as db, db.begin():
+        await db.execute(update(Handoff).values(created_at=same_instant))
+
+    got = await pages(client, team["senior"], limit=2)
+
+    assert [len(p) for p in got] == [2, 2, 1]
+    assert [i for p in got for i in p] == sorted(made)
