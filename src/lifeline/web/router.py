@@ -22,7 +22,7 @@ from lifeline.handoffs.models import Handoff, HandoffStatus, Intent
 from lifeline.handoffs.schemas import MAX_NOTE_LENGTH
 from lifeline.web import views
 from lifeline.web.auth import FormPrincipal, WebPrincipal
-from lifeline.web.routing import PageRoute
+from lifeline.web.routing import Bounce, PageRoute
 from lifeline.web.templating import redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -222,7 +222,7 @@ async def hand_off(
             db=db, actor=user, session_id=session_id, intent=intent, note=note.strip()
         )
     except Conflict as exc:
-        return redirect(request, here, error=exc.detail)
+        raise Bounce(here, error=exc.detail) from exc
     if intent == Intent.ESCALATE:
         return redirect(request, here, notice="Escalated. Your team has been told.")
     return redirect(request, here, notice="Parked. Only you can see it; resume it any time.")
@@ -255,7 +255,7 @@ async def handoff_action(
         await transition(db=db, actor=user, session_id=session_id, handoff_id=handoff_id)
     except Conflict as exc:
         # Losing a Pick Up race is normal: say who has it and carry on.
-        return redirect(request, _back(back, here), error=exc.detail)
+        raise Bounce(_back(back, here), error=exc.detail) from exc
     notices = {
         "claim": "You picked this up. The escalator has been told.",
         "release": "Released: it is back in the team queue.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import quote
 
@@ -13,7 +14,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from lifeline.errors import LifelineError
-from lifeline.web.templating import plain_redirect, render
+from lifeline.web.templating import plain_redirect, redirect, render
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,24 @@ TITLES = {
 }
 
 
+FUNCTION_STACK = "fastapi_function_astack"
+
+
 class SignInRequired(Exception):
     """No valid web session: the page sends the browser to the sign-in form."""
+
+
+class Bounce(Exception):
+    """Back to a page with a message, after the request's transaction has rolled back.
+
+    A form post that meets a domain error (a lost race, a duplicate email) raises this instead
+    of returning a redirect itself, so nothing it wrote before the error is ever committed.
+    """
+
+    def __init__(self, url: str, *, error: str) -> None:
+        super().__init__(error)
+        self.url = url
+        self.error = error
 
 
 def login_url(request: Request) -> str:
@@ -55,6 +72,26 @@ def error_page(request: Request, status_code: int, detail: str) -> Response:
     )
 
 
+async def _closing_dependencies_first(
+    handler: Callable[[Request], Coroutine[Any, Any, Response]], request: Request
+) -> Response:
+    """Run ``handler`` with its function-scoped dependencies closed inside this call.
+
+    FastAPI closes them around the whole route handler, so an error turned into a page here
+    would reach the unit of work as a success and commit half a change. Giving the handler its
+    own exit stack (the scope key FastAPI itself swaps the same way) closes the unit of work with
+    the error still in flight: it rolls back, and only then is the error rendered.
+    """
+    scope = request.scope
+    outer = scope.get(FUNCTION_STACK)
+    try:
+        async with AsyncExitStack() as stack:
+            scope[FUNCTION_STACK] = stack
+            return await handler(request)
+    finally:
+        scope[FUNCTION_STACK] = outer
+
+
 class PageRoute(APIRoute):
     """An APIRoute whose failures are rendered for people, not for API clients."""
 
@@ -63,9 +100,11 @@ class PageRoute(APIRoute):
 
         async def page_handler(request: Request) -> Response:
             try:
-                return await handler(request)
+                return await _closing_dependencies_first(handler, request)
             except SignInRequired:
                 return plain_redirect(login_url(request))
+            except Bounce as exc:
+                return redirect(request, exc.url, error=exc.error)
             except LifelineError as exc:
                 return error_page(request, exc.status_code, exc.detail)
             except (RequestValidationError, ValidationError) as exc:

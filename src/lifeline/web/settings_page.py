@@ -15,7 +15,7 @@ from lifeline.errors import Conflict, Forbidden
 from lifeline.web import views
 from lifeline.web.auth import FormPrincipal, WebPrincipal
 from lifeline.web.router import page_context
-from lifeline.web.routing import PageRoute
+from lifeline.web.routing import Bounce, PageRoute
 from lifeline.web.templating import redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -119,8 +119,8 @@ async def set_password(
             password=new_password,
             current_password=current_password,
         )
-    except Forbidden:
-        return redirect(request, "/settings", error="Your current password didn't match.")
+    except Forbidden as exc:
+        raise Bounce("/settings", error="Your current password didn't match.") from exc
     return redirect(request, "/settings", notice="Password changed.")
 
 
@@ -188,7 +188,7 @@ async def invite_member(
             password=body.password,
         )
     except Conflict as exc:
-        return redirect(request, "/settings#team", error=exc.detail)
+        raise Bounce("/settings#team", error=exc.detail) from exc
     return await _render_settings(
         request,
         db,
@@ -213,7 +213,7 @@ async def change_role(
             db=db, actor=principal.user, user_id=user_id, role=role, name=None
         )
     except Conflict as exc:
-        return redirect(request, "/settings#team", error=exc.detail)
+        raise Bounce("/settings#team", error=exc.detail) from exc
     return redirect(request, "/settings#team", notice=f"{member.name} is now {member.role}.")
 
 
@@ -225,5 +225,5 @@ async def remove_member(
     try:
         member = await accounts.soft_delete_user(db=db, actor=principal.user, user_id=user_id)
     except Conflict as exc:
-        return redirect(request, "/settings#team", error=exc.detail)
+        raise Bounce("/settings#team", error=exc.detail) from exc
     return redirect(request, "/settings#team", notice=f"{member.name} was removed from the team.")
