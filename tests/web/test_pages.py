@@ -262,6 +262,8 @@ async def test_security_headers_and_no_inline_code_on_pages(
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
         assert not re.search(r"\sstyle=", html), path
         assert not re.search(r"\son[a-z]+=", html), path
+        for form in re.findall(r'<form method="post".*?</form>', html, flags=re.S):
+            assert 'name="csrf_token"' in form, f"{path}: a post form without its CSRF token"
         ids = re.findall(r'\sid="([^"]+)"', html)
         assert len(ids) == len(set(ids)), f"{path}: duplicate ids break labels"
     login = await (await browser()).client.get("/login")
