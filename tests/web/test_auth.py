@@ -46,6 +46,8 @@ async def test_sign_in_sets_an_http_only_same_site_cookie_and_opens_the_queue(
     queue = await tab.page("/")
     assert queue.status_code == 200
     assert team["senior"].name in queue.text and "Team queue" in queue.text
+    again = await tab.client.get("/login?next=/settings")
+    assert again.status_code == 303 and again.headers["location"] == "/settings"
 
 
 async def test_the_cookie_is_secure_when_the_app_is_served_over_https(database_url: str) -> None:

@@ -119,8 +119,12 @@ def _client_address(request: Request) -> str:
 
 
 @router.get("/login")
-async def login_page(request: Request, next: str | None = None) -> Response:
-    return _login_form(request, next_url=_safe_next(next))
+async def login_page(request: Request, db: SessionDep, next: str | None = None) -> Response:
+    try:
+        await get_web_principal(request, db)
+    except SignInRequired:
+        return _login_form(request, next_url=_safe_next(next))
+    return redirect(request, _safe_next(next))  # already signed in
 
 
 @router.post("/login")
