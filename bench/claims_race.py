@@ -157,7 +157,11 @@ async def race_all(
     tally = RaceTally()
     headers = [{"Authorization": f"Bearer {t}"} for t in team.senior_tokens]
     width = len(headers) * inflight
-    limits = httpx.Limits(max_connections=width, max_keepalive_connections=width)
+    # Drop idle connections before uvicorn's 5 s keep-alive does, or a request sent just as the
+    # server closes one fails with a ReadError that says nothing about claims.
+    limits = httpx.Limits(
+        max_connections=width, max_keepalive_connections=width, keepalive_expiry=2.0
+    )
     queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     for pair in pairs:
         queue.put_nowait(pair)
@@ -285,6 +289,10 @@ def main() -> None:
     parser.add_argument("--claimers", type=int, default=50)
     parser.add_argument("--inflight", type=int, default=2, help="escalations raced at once")
     parser.add_argument("--server", default=DEFAULT_SERVER, help="PostgreSQL admin URL")
+    parser.add_argument(
+        "--server-workers", type=int, default=1, help="lifeline serve --workers (>1 needs --redis)"
+    )
+    parser.add_argument("--redis", default=None, help="LIFELINE_REDIS_URL for --server-workers")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
     n, claimers = args.escalations, args.claimers
@@ -297,9 +305,14 @@ def main() -> None:
 
         port = free_port()
         log = Path(tempfile.gettempdir()) / f"claims_race_server_{port}.log"
-        env = server_env(database.sqlalchemy, port)
-        say(f"racing: {n:,} escalations × {claimers} claimers, {args.inflight} at a time")
-        with live_server(lifeline_serve(port), env, port, log) as base:
+        extra = {"LIFELINE_REDIS_URL": args.redis} if args.redis else {}
+        env = server_env(database.sqlalchemy, port, **extra)
+        serve = [*lifeline_serve(port), "--workers", str(args.server_workers)]
+        say(
+            f"racing: {n:,} escalations × {claimers} claimers, {args.inflight} at a time,"
+            f" {args.server_workers} server process(es)"
+        )
+        with live_server(serve, env, port, log) as base:
             tally, seconds = asyncio.run(race_all(base, team, pairs, args.inflight))
         attempts = tally.races * claimers
         http_rate = attempts / seconds
@@ -335,18 +348,20 @@ def main() -> None:
     floor = max(racing_tps, random_tps)
     say(f"ratio HTTP / best floor  {http_rate / floor:.3f}  (aim ≥ 0.5)")
     say(f"ratio HTTP / racing      {http_rate / racing_tps:.3f}")
-    ok = (
+    one_winner = (
         not tally.bad_races
-        and not tally.errors
         and checks["claimed once"] == n
         and checks["handoff.claimed events"] == n
         and checks["session assigned to its claimer"] == n
         and checks["escalations with more than one claimed event"] == 0
     )
-    say("exactly one winner per escalation: " + ("yes" if ok else "NO"))
+    say(
+        "exactly one winner per escalation (answers and database): "
+        + ("yes" if one_winner else "NO")
+    )
     if tally.errors:
-        say(f"first errors: {tally.errors[:3]}")
-    sys.exit(0 if ok else 1)
+        say(f"{len(tally.errors)} requests failed without an answer; first: {tally.errors[:3]}")
+    sys.exit(0 if one_winner and not tally.errors else 1)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,8 @@ INSERT INTO ai_sessions (id, account_id, created_by, assigned_to, title, status,
                          updated_at)
 SELECT md5('s' || i)::uuid::text, a.id, u.id, NULL, 'Session ' || i,
        CASE WHEN i % 10 = 0 THEN 'escalated' ELSE 'active' END,
-       now() - ((i * 7919) % (90 * 86400)) * interval '1 second',
-       now() - ((i * 7919) % (90 * 86400)) * interval '1 second'
+       now() - ((i::bigint * 7919) % (90 * 86400)) * interval '1 second',
+       now() - ((i::bigint * 7919) % (90 * 86400)) * interval '1 second'
 FROM generate_series($1::int, $2::int) AS i
 JOIN bench_accounts a ON a.a = (i / 10) % 100
 JOIN bench_people u ON u.a = a.a AND u.n = (i / 1000) % 10
