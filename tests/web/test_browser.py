@@ -333,9 +333,12 @@ def test_posts_without_the_csrf_token_or_from_another_site_change_nothing(
         '<input name="intent" value="escalate"><input name="note" value="forged">'
         '<button id="go">go</button></form>'
     )
-    attacker.click("#go")
-    attacker.wait_for_load_state()
-    assert "/login" in attacker.url or "CSRF" in attacker.content()
+    with attacker.expect_navigation():
+        attacker.click("#go")
+    # Sent without the cookie, the post is just a visitor's: off to sign in, nothing done.
+    assert attacker.url.startswith(live.base)
+    assert "/sessions/" not in attacker.url
+    assert "Escalated" not in attacker.content()
     with live.api(team.owner) as api:
         assert api.get(f"/api/v1/ai-sessions/{sid}/handoffs").json()["items"] == []
     junior.context.close()

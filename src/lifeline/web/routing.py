@@ -49,10 +49,13 @@ class Bounce(Exception):
 
 
 def login_url(request: Request) -> str:
+    """The sign-in page, then back to this page (a form post's URL is no page to return to)."""
+    if request.method != "GET" or request.url.path == "/":
+        return "/login"
     target = request.url.path
-    if request.method == "GET" and request.url.query:
+    if request.url.query:
         target += "?" + request.url.query
-    return "/login" if target == "/" else "/login?next=" + quote(target, safe="/")
+    return "/login?next=" + quote(target, safe="/")
 
 
 def _field_names(exc: RequestValidationError | ValidationError) -> list[str]:
