@@ -52,7 +52,7 @@ async def take(stream: AsyncIterator[Envelope | None], count: int) -> list[int]:
 
 
 def queued_ids(conn: Connection) -> list[Any]:
-    return [item.id for item in conn.queue._queue if isinstance(item, Envelope)]  # type: ignore[attr-defined]
+    return [item.id for item in conn.mailbox.snapshot() if isinstance(item, Envelope)]
 
 
 async def test_a_slow_connection_is_closed_and_replays_on_reconnect(

@@ -25,7 +25,7 @@ async def realtime_plugin(_app: FastAPI, ctx: AppContext) -> Callable[[], Awaita
         client = redis_client(settings.redis_url, health_check_seconds=settings.heartbeat_seconds)
         broker = RedisBroker(hub, client=client, process_id=process_id)
         hub.presence = RedisPresence(
-            hub.local_counts,
+            hub,
             client=client,
             process_id=process_id,
             ttl_seconds=settings.presence_ttl_seconds,

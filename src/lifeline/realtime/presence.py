@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -19,7 +19,14 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 PROCESSES_KEY = "lifeline:presence:processes"
-LocalCounts = Callable[[], dict[str, int]]
+
+
+class LocalConnections(Protocol):
+    """This process's live connections per user (the hub)."""
+
+    def local_count(self, user_id: str) -> int: ...
+
+    def local_counts(self) -> dict[str, int]: ...
 
 
 def process_key(process_id: str) -> str:
@@ -41,15 +48,14 @@ class Presence(Protocol):
 class MemoryPresence:
     """Only this process's connections exist."""
 
-    def __init__(self, local_counts: LocalCounts) -> None:
-        self.local_counts = local_counts
+    def __init__(self, local: LocalConnections) -> None:
+        self.local = local
 
     async def is_online(self, user_id: str) -> bool:
-        return self.local_counts().get(user_id, 0) > 0
+        return self.local.local_count(user_id) > 0
 
     async def connection_counts(self, user_ids: Iterable[str]) -> dict[str, int]:
-        counts = self.local_counts()
-        return {uid: counts.get(uid, 0) for uid in user_ids}
+        return {uid: self.local.local_count(uid) for uid in user_ids}
 
     def changed(self, user_id: str) -> None:
         return None
@@ -65,9 +71,9 @@ class RedisPresence:
     """Counts shared through Redis; every Redis failure falls back to this process's counts."""
 
     def __init__(
-        self, local_counts: LocalCounts, *, client: Redis, process_id: str, ttl_seconds: float
+        self, local: LocalConnections, *, client: Redis, process_id: str, ttl_seconds: float
     ) -> None:
-        self.local_counts = local_counts
+        self.local = local
         self.client = client
         self.process_id = process_id
         self.key = process_key(process_id)
@@ -78,14 +84,13 @@ class RedisPresence:
         self._failing = False
 
     async def is_online(self, user_id: str) -> bool:
-        if self.local_counts().get(user_id, 0) > 0:
+        if self.local.local_count(user_id) > 0:
             return True
         return (await self.connection_counts([user_id]))[user_id] > 0
 
     async def connection_counts(self, user_ids: Iterable[str]) -> dict[str, int]:
         wanted = list(user_ids)
-        local = self.local_counts()
-        totals = {uid: local.get(uid, 0) for uid in wanted}
+        totals = {uid: self.local.local_count(uid) for uid in wanted}
         if not wanted:
             return totals
         try:
@@ -128,10 +133,10 @@ class RedisPresence:
         while self._dirty:
             self._wake.clear()
             batch, self._dirty = self._dirty, set()
-            counts = self.local_counts()
+            counts = {uid: self.local.local_count(uid) for uid in batch}
             try:
                 async with self.client.pipeline(transaction=True) as pipe:
-                    online = {uid: counts[uid] for uid in batch if counts.get(uid, 0) > 0}
+                    online = {uid: n for uid, n in counts.items() if n > 0}
                     offline = [uid for uid in batch if uid not in online]
                     if online:
                         pipe.hset(self.key, mapping=online)  # type: ignore[arg-type]
@@ -148,7 +153,7 @@ class RedisPresence:
 
     async def refresh(self) -> None:
         """Rewrite this process's counts and push its expiry out (every heartbeat)."""
-        counts = {uid: n for uid, n in self.local_counts().items() if n > 0}
+        counts = {uid: n for uid, n in self.local.local_counts().items() if n > 0}
         try:
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.delete(self.key)
@@ -165,8 +170,7 @@ class RedisPresence:
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
-            with contextlib.suppress(BaseException):
-                await self._writer
+            await asyncio.gather(self._writer, return_exceptions=True)
         try:
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.delete(self.key)

@@ -113,18 +113,19 @@ async def event_stream(
     )
 
 
-@router.websocket("/ws")
-async def websocket_stream(websocket: WebSocket, last_event_id: LastEventIdQuery = None) -> None:
-    """The same events as ``/events``, one JSON text message each."""
+async def websocket_stream(websocket: WebSocket) -> None:
+    """The same events as ``/events``, one JSON text message each; ``?last_event_id=`` replays."""
     ctx: AppContext = websocket.app.state.ctx
     try:
         hub = realtime_hub(ctx)
-        opening = await open_stream(websocket, ctx, last_event_id)
+        opening = await open_stream(websocket, ctx, websocket.query_params.get("last_event_id"))
     except LifelineError as exc:
         await refuse(websocket, exc)
         return
     await websocket.accept()
     conn = opening.subscribe(hub)
+    # A connection may live for days: keep the ids it needs, not the loaded user.
+    del opening
     sender = asyncio.create_task(
         send_stream(websocket, hub, conn, send_timeout=max(ctx.settings.heartbeat_seconds * 2, 10))
     )
@@ -137,6 +138,11 @@ async def websocket_stream(websocket: WebSocket, last_event_id: LastEventIdQuery
         with contextlib.suppress(asyncio.CancelledError):
             await sender
         hub.disconnect(conn)
+
+
+# A plain Starlette route: a long-lived socket needs no per-connection dependency machinery,
+# and one process may hold tens of thousands of them.
+router.add_websocket_route("/ws", websocket_stream)
 
 
 async def send_stream(
