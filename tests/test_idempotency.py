@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 
+from lifeline import idempotency
+from lifeline.context import AppContext
+from lifeline.db import utcnow
 from tests.support.factories import Factory, new_session
 
 
@@ -149,3 +153,17 @@ async def test_keys_belong_to_their_user_and_bad_keys_are_422(
         )
         assert refused.status_code == 422
         assert refused.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+
+
+async def test_answers_are_forgotten_after_a_day(
+    client: httpx.AsyncClient, factory: Factory, ctx: AppContext
+) -> None:
+    team = await factory.team(junior="engineer")
+    headers = _key(team["junior"].headers, "daily")
+    first = await client.post("/api/v1/ai-sessions", headers=headers, json={"title": "one"})
+    async with ctx.sessionmaker() as db, db.begin():
+        assert await idempotency.purge_expired(db=db) == 0
+        later = utcnow() + idempotency.KEY_LIFETIME + timedelta(minutes=1)
+        assert await idempotency.purge_expired(db=db, now=later) == 1
+    again = await client.post("/api/v1/ai-sessions", headers=headers, json={"title": "one"})
+    assert again.status_code == 201 and again.json()["id"] != first.json()["id"]

@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint, delete, select
+from sqlalchemy import (
+    JSON,
+    CursorResult,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    delete,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -126,3 +135,12 @@ async def run_once(
     record.response_body = body
     await db.flush()
     return Outcome(status_code, body, replayed=False)
+
+
+async def purge_expired(*, db: AsyncSession, now: datetime | None = None) -> int:
+    """Forget answers older than :data:`KEY_LIFETIME` (for a periodic sweep); → rows deleted."""
+    cutoff = (now or utcnow()) - KEY_LIFETIME
+    result: CursorResult[Any] = await db.execute(  # type: ignore[assignment]
+        delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)
+    )
+    return result.rowcount
