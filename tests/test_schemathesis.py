@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
+from hypothesis.internal import lambda_sources
 from schemathesis import checks
 from schemathesis.python import asgi as schemathesis_asgi
 
@@ -30,6 +32,29 @@ from lifeline.db import create_engine, create_sessionmaker
 from tests.conftest import make_settings
 from tests.support.databases import PostgresDatabase, require_env
 from tests.support.factories import Factory
+
+
+def _describe_lambda_safely(
+    describe: Callable[[Callable[..., object]], str],
+) -> Callable[[Callable[..., object]], str]:
+    """CPython 3.11.7's ``ast.parse`` can raise a spurious SystemError ("AST constructor recursion
+    depth mismatch", gh-106905, fixed in 3.11.8) when Hypothesis parses a lambda's source just to
+    name it in a strategy's repr. Schemathesis does that while collecting, so on 3.11.7 the whole
+    suite's collection could fail. The name is cosmetic: fall back to a plain one."""
+
+    def describe_or_plain(fn: Callable[..., object]) -> str:
+        try:
+            return describe(fn)
+        except SystemError:
+            return "lambda"
+
+    return describe_or_plain
+
+
+if sys.version_info < (3, 11, 8):
+    lambda_sources.lambda_description = _describe_lambda_safely(  # type: ignore[assignment]
+        lambda_sources.lambda_description
+    )
 
 CHECKS = [
     checks.not_a_server_error,
