@@ -10,12 +10,14 @@ from lifeline.after_commit import DropConnections, PublishEvent
 from lifeline.context import AppContext
 from lifeline.db import new_id
 from lifeline.realtime.broker import Broker, DropNotice, EventNotice, MemoryBroker
+from lifeline.realtime.fast_path import WebSocketFastPath
 from lifeline.realtime.hub import Hub
 from lifeline.realtime.presence import RedisPresence
 from lifeline.realtime.redis_broker import RedisBroker, redis_client
+from lifeline.realtime.router import WEBSOCKET_PATH, websocket_stream
 
 
-async def realtime_plugin(_app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
+async def realtime_plugin(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
     """Registers ``hub``, ``broker`` and ``presence`` (``await is_online(user_id)``) services."""
     settings = ctx.settings
     hub = Hub(sessionmaker=ctx.sessionmaker, heartbeat_seconds=settings.heartbeat_seconds)
@@ -52,6 +54,10 @@ async def realtime_plugin(_app: FastAPI, ctx: AppContext) -> Callable[[], Awaita
 
     ctx.after_commit.register(PublishEvent, publish_event)
     ctx.after_commit.register(DropConnections, drop_connections)
+    # Built here if the server hasn't yet (tests drive the lifespan directly); Starlette only
+    # builds it when it is missing, so this one is what every connection goes through.
+    stack = app.middleware_stack or app.build_middleware_stack()
+    app.middleware_stack = WebSocketFastPath(stack, path=WEBSOCKET_PATH, endpoint=websocket_stream)
     await broker.start()
     await hub.presence.refresh()
     await hub.start()

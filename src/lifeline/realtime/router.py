@@ -37,6 +37,8 @@ LastEventIdQuery = Annotated[
         description="Replay the events after this id first (as the Last-Event-ID header does).",
     ),
 ]
+# The same path is served ahead of the middleware stack by the real-time plugin (fast_path.py).
+WEBSOCKET_PATH = "/api/v1/ws"
 # A WebSocket client can't see protocol pings; this lets it tell a quiet stream from a dead one.
 HEARTBEAT_TEXT = '{"type":"heartbeat"}'
 
