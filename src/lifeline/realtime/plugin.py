@@ -54,10 +54,14 @@ async def realtime_plugin(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitab
 
     ctx.after_commit.register(PublishEvent, publish_event)
     ctx.after_commit.register(DropConnections, drop_connections)
-    # Built here if the server hasn't yet (tests drive the lifespan directly); Starlette only
-    # builds it when it is missing, so this one is what every connection goes through.
-    stack = app.middleware_stack or app.build_middleware_stack()
-    app.middleware_stack = WebSocketFastPath(stack, path=WEBSOCKET_PATH, endpoint=websocket_stream)
+    # Not in `lifeline worker`, which has no app: it runs this plugin for the broker and presence.
+    if isinstance(app, FastAPI):
+        # Built here if the server hasn't yet (tests drive the lifespan directly); Starlette only
+        # builds it when it is missing, so this one is what every connection goes through.
+        stack = app.middleware_stack or app.build_middleware_stack()
+        app.middleware_stack = WebSocketFastPath(
+            stack, path=WEBSOCKET_PATH, endpoint=websocket_stream
+        )
     await broker.start()
     await hub.presence.refresh()
     await hub.start()
