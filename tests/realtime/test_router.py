@@ -321,3 +321,38 @@ async def test_presence_lists_the_account_with_live_connections(
         assert await presence.is_online(team["away"].id) is False
     await wait_connections(http, team["senior"], 0, viewer=team["vic"])
     assert await presence.is_online(team["senior"].id) is False
+
+
+async def test_a_role_change_reconnects_with_the_new_view(
+    live: str, http: httpx.AsyncClient, factory: Factory
+) -> None:
+    team = await factory.team(junior="engineer", lead="admin")
+    junior, lead = team["junior"], team["lead"]
+    session = await new_session(http, junior, title="private")
+
+    async def say(text: str) -> None:
+        response = await http.post(
+            f"{API}/ai-sessions/{session['id']}/messages",
+            headers=junior.headers,
+            json={"role": "user", "content": text},
+        )
+        assert response.status_code == 201, response.text
+
+    async with ws_stream(live, lead) as as_admin:
+        await wait_connections(http, lead, 1)
+        # An admin reads every session of the account, escalated or not.
+        await say("first")
+        assert (await as_admin.next_of("session.message"))["data"]["content"] == "first"
+        demoted = await http.patch(
+            f"{API}/users/{lead.id}", headers=team.owner.headers, json={"role": "engineer"}
+        )
+        assert demoted.status_code == 200, demoted.text
+        await as_admin.wait_ended()
+        assert as_admin.close_code == 4401
+    async with ws_stream(live, lead) as as_engineer:
+        await wait_connections(http, lead, 1)
+        await say("second")
+        marker_session = await new_session(http, junior, title="help")
+        marker = await escalate(http, junior, marker_session["id"])
+        # As an engineer, the lead no longer sees someone else's private session.
+        assert (await as_engineer.next())["data"] == marker

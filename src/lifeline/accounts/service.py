@@ -315,6 +315,8 @@ async def update_user(
         if target.role == Role.OWNER and await _owner_count(db, actor.account_id) <= 1:
             raise Conflict("The account's last owner can't be demoted")
         target.role = role
+        # What a live connection may see depends on the role: it reconnects as the new one.
+        after_commit.record(db, after_commit.DropConnections(user_id=target.id))
     if name is not None:
         target.name = name
     await db.flush()

@@ -40,7 +40,9 @@ class Closing:
     reason: str
 
 
-CLOSE_REVOKED = Closing(4401, "signed out or credentials revoked")
+# Signed out, token revoked, user removed or role changed: reconnecting either works (with the
+# new role's view) or answers 401.
+CLOSE_REVOKED = Closing(4401, "access changed; reconnect to continue if still signed in")
 CLOSE_SLOW = Closing(1013, "too far behind; reconnect with the last event id")
 CLOSE_RESYNC = Closing(1013, "missed too much; reconnect with the last event id")
 CLOSE_SHUTDOWN = Closing(1001, "server shutting down")
