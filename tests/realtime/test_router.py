@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 
 import httpx
@@ -356,3 +357,24 @@ async def test_a_role_change_reconnects_with_the_new_view(
         marker = await escalate(http, junior, marker_session["id"])
         # As an engineer, the lead no longer sees someone else's private session.
         assert (await as_engineer.next())["data"] == marker
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_broken_database_at_connect_is_a_503_to_retry(
+    live: str, http: httpx.AsyncClient, factory: Factory, ctx: AppContext, database_url: str
+) -> None:
+    team = await factory.team(senior="engineer")
+    path = database_url.split("///", 1)[1]
+    await ctx.engine.dispose()
+    os.replace(path, path + ".away")
+    try:
+        # The server finds no accounts at all (a new, empty database file): a fault, not a 500.
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(ws_url(live), additional_headers=team["senior"].headers):
+                pass
+        assert refused.value.response.status_code == 503
+    finally:
+        await ctx.engine.dispose()
+        os.replace(path + ".away", path)
+    async with ws_stream(live, team["senior"]):
+        await wait_connections(http, team["senior"], 1)

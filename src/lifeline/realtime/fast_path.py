@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
@@ -35,8 +36,21 @@ class WebSocketFastPath:
             await self.endpoint(websocket)
         except Exception:
             log.exception("WebSocket %s failed", self.path)
-            if websocket.application_state == WebSocketState.CONNECTED:
-                await websocket.close(code=1011)
+            await fail(websocket)
+
+
+async def fail(websocket: WebSocket) -> None:
+    """Before the handshake completes (say the database is overloaded): 503, try again later."""
+    state = websocket.application_state
+    if state == WebSocketState.CONNECTING:
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(
+                JSONResponse({"detail": "Temporarily unavailable; try again"}, status_code=503)
+            )
+        else:
+            await websocket.close(code=1013)
+    elif state == WebSocketState.CONNECTED:
+        await websocket.close(code=1011)
 
 
 def route_path(scope: Scope) -> str:
