@@ -12,14 +12,10 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, cast
 
 from lifeline.config import Settings
 from lifeline.context import AppContext
 from lifeline.notifications.plugin import install, sweep_once, warn_about_configuration
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 log = logging.getLogger("lifeline.worker")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -33,9 +29,12 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     if settings.redis_url:
         # Through Redis this process reaches every server's live connections: reminder events
         # are pushed and presence (push rows, offline_only email) is the servers' own.
+        from fastapi import FastAPI
+
         from lifeline.realtime.plugin import realtime_plugin
 
-        closers.append(await realtime_plugin(cast("FastAPI", None), ctx))
+        # The plugin wires its WebSocket path into an app; this process serves none.
+        closers.append(await realtime_plugin(FastAPI(), ctx))
     else:
         log.info("no LIFELINE_REDIS_URL: this worker sees no live connections (push = offline)")
     stop = asyncio.Event()
