@@ -6,6 +6,7 @@ exactly, then use the printed secrets against the API. On SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -34,6 +35,12 @@ def lifeline(
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+async def run(*args: str, database_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The CLI from an async test: in a thread, so the in-process app's loop keeps running
+    (a background task of it may hold SQLite's write lock until its next step)."""
+    return await asyncio.to_thread(lambda: lifeline(*args, database_url=database_url, **env))
 
 
 def as_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -66,11 +73,11 @@ def test_db_upgrade_migrates_a_fresh_sqlite_file(tmp_path: Path) -> None:
 async def test_bootstrap_from_the_command_line(
     database_url: str, client: httpx.AsyncClient
 ) -> None:
-    upgraded = lifeline("db", "upgrade", database_url=database_url)
+    upgraded = await run("db", "upgrade", database_url=database_url)
     assert upgraded.returncode == 0, upgraded.stderr
 
     created = as_json(
-        lifeline(
+        await run(
             "account",
             "create",
             "Acme Ops",
@@ -94,7 +101,7 @@ async def test_bootstrap_from_the_command_line(
     assert me.json()["account"]["id"] == created["account"]["id"]
 
     senior = as_json(
-        lifeline(
+        await run(
             "user",
             "create",
             "--account",
@@ -114,7 +121,7 @@ async def test_bootstrap_from_the_command_line(
     assert senior["user"]["email"] == "sam@acme.example"
     assert {"id", "email", "role"} <= set(senior["user"])
     viewer = as_json(
-        lifeline(
+        await run(
             "user",
             "create",
             "--account",
@@ -130,7 +137,7 @@ async def test_bootstrap_from_the_command_line(
     assert viewer["user"]["role"] == "viewer"
 
     token = as_json(
-        lifeline(
+        await run(
             "token", "create", "--user", senior["user"]["id"], "--json", database_url=database_url
         )
     )

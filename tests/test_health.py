@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import httpx
@@ -28,6 +30,7 @@ async def test_readyz_is_503_while_the_database_is_unreachable(tmp_path: Path, w
         if which == "sqlite"
         else f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/lifeline"
     )
+    before = set(threading.enumerate())
     app = create_app(make_settings(url), plugins=[])
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -38,3 +41,13 @@ async def test_readyz_is_503_while_the_database_is_unreachable(tmp_path: Path, w
     assert ready.json() == {"status": "unavailable", "database": "unreachable"}
     # Liveness says the process is up: restarting it would not bring the database back.
     assert health.status_code == 200
+    await _let_driver_threads_finish(before)
+
+
+async def _let_driver_threads_finish(before: set[threading.Thread]) -> None:
+    """aiosqlite stops a failed connection's thread without awaiting it; if this test's loop
+    closed first, the thread would fail delivering to it. Wait (bounded) until it is done."""
+    for _ in range(1000):
+        if not [t for t in threading.enumerate() if t not in before and t.is_alive()]:
+            return
+        await asyncio.sleep(0.01)

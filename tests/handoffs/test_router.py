@@ -86,7 +86,9 @@ async def test_escalate_then_pick_up_assigns_the_claimer(
     assert await queue(client, team["senior"], "claimed") == [handoff["id"]]
 
 
-async def test_viewer_cannot_pick_up(client: httpx.AsyncClient, factory: Factory) -> None:
+async def test_claim_viewer_role_gets_403_engineer_or_admin_required(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
     team = await factory.team(junior="engineer", vic="viewer")
     session = await new_session(client, team["junior"])
     handoff = await escalate(client, team["junior"], session["id"])
@@ -101,7 +103,7 @@ async def test_viewer_cannot_pick_up(client: httpx.AsyncClient, factory: Factory
     assert after["status"] == "escalated" and after["assigned_to"] is None
 
 
-async def test_engineer_admin_and_owner_can_pick_up(
+async def test_claim_engineer_admin_owner_succeed_and_populate_claimed_at_and_claimed_by(
     client: httpx.AsyncClient, factory: Factory
 ) -> None:
     team = await factory.team(junior="engineer", eng="engineer", adm="admin")
