@@ -18,7 +18,7 @@ from lifeline.context import AppContext
 from lifeline.deps import SESSION_COOKIE, ContextDep, Principal, SessionDep
 from lifeline.errors import Forbidden, Unauthorized
 from lifeline.web import sessions
-from lifeline.web.routing import PageRoute, SignInRequired
+from lifeline.web.routing import PageRoute, SignInRequired, local_path
 from lifeline.web.templating import redirect, render
 from lifeline.web.throttle import LoginThrottle, MemoryAttempts
 
@@ -107,13 +107,6 @@ def _login_form(
     return response
 
 
-def _safe_next(value: str | None) -> str:
-    """Only a path on this site: never ``//evil.example`` or ``https://…``."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    return value
-
-
 def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -123,8 +116,8 @@ async def login_page(request: Request, db: SessionDep, next: str | None = None) 
     try:
         await get_web_principal(request, db)
     except SignInRequired:
-        return _login_form(request, next_url=_safe_next(next))
-    return redirect(request, _safe_next(next))  # already signed in
+        return _login_form(request, next_url=local_path(next))
+    return redirect(request, local_path(next))  # already signed in
 
 
 @router.post("/login")
@@ -137,7 +130,7 @@ async def login_submit(
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
 ) -> Response:
-    next_url = _safe_next(next)
+    next_url = local_path(next)
     email = email.strip()[:320]
     nonce = request.cookies.get(LOGIN_COOKIE)
     try:

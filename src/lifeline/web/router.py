@@ -22,7 +22,7 @@ from lifeline.handoffs.models import Handoff, HandoffStatus, Intent
 from lifeline.handoffs.schemas import MAX_NOTE_LENGTH
 from lifeline.web import views
 from lifeline.web.auth import FormPrincipal, WebPrincipal
-from lifeline.web.routing import Bounce, PageRoute
+from lifeline.web.routing import Bounce, PageRoute, local_path
 from lifeline.web.templating import redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -33,12 +33,6 @@ ACTIVE = (HandoffStatus.OPEN, HandoffStatus.CLAIMED)
 
 def page_context(principal: Principal, **values: Any) -> dict[str, Any]:
     return {"me": principal.user, "csrf_token": principal.csrf_token, **values}
-
-
-def _back(value: str | None, default: str) -> str:
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return default
-    return value
 
 
 def require_senior(user: User) -> None:
@@ -255,7 +249,7 @@ async def handoff_action(
         await transition(db=db, actor=user, session_id=session_id, handoff_id=handoff_id)
     except Conflict as exc:
         # Losing a Pick Up race is normal: say who has it and carry on.
-        raise Bounce(_back(back, here), error=exc.detail) from exc
+        raise Bounce(local_path(back, here), error=exc.detail) from exc
     notices = {
         "claim": "You picked this up. The escalator has been told.",
         "release": "Released: it is back in the team queue.",
@@ -280,7 +274,8 @@ async def resume(
     )
     park = _open_park_of(history, user)
     if park is None:
-        return redirect(request, _back(back, f"/sessions/{session_id}"), error="It isn't parked.")
+        here = f"/sessions/{session_id}"
+        return redirect(request, local_path(back, here), error="It isn't parked.")
     await handoffs.resolve_handoff(db=db, actor=user, session_id=session_id, handoff_id=park.id)
     return redirect(request, f"/sessions/{session_id}", notice="Resumed.")
 

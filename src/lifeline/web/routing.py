@@ -48,6 +48,13 @@ class Bounce(Exception):
         self.error = error
 
 
+def local_path(value: str | None, default: str = "/") -> str:
+    """``value`` when it is a path on this site; never ``//evil.example`` or ``https://…``."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    return value
+
+
 def login_url(request: Request) -> str:
     """The sign-in page, then back to this page (a form post's URL is no page to return to)."""
     if request.method != "GET" or request.url.path == "/":
