@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     delivery_backoff_max_seconds: float = Field(default=900.0, gt=0)
     delivery_lease_seconds: float = Field(default=60.0, gt=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    # Escalation emails (SMTP costs money) per account per hour; beyond it email rows are
+    # recorded as skipped and push still goes out.
+    email_cap_per_hour: int = Field(default=500, ge=0)
 
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     presence_ttl_seconds: float = Field(default=45.0, gt=0)

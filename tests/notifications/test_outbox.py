@@ -170,6 +170,33 @@ async def test_release_renotifies_as_a_new_wave(
     assert all("Back in the queue" in m.message["Subject"] for m in peer_mail[1:])
 
 
+async def test_release_wave_leaves_out_the_senior_who_released_it(
+    client: httpx.AsyncClient, ctx: AppContext, factory: Factory, smtp: SmtpRecorder
+) -> None:
+    team = await factory.team(junior="engineer", senior="admin", peer="engineer")
+    session = await new_session(client, team["junior"])
+    handoff = await escalate(client, team["junior"], session["id"])
+    await settle(ctx, handoff["id"])
+    base = f"/api/v1/ai-sessions/{session['id']}/handoffs/{handoff['id']}"
+    claimed = await client.post(f"{base}/claim", headers=team["senior"].headers)
+    assert claimed.status_code == 200, claimed.text
+    released = await client.post(f"{base}/release", headers=team["senior"].headers)
+    assert released.status_code == 200, released.text
+    rows = await settle(ctx, handoff["id"])
+
+    released_to = {r.recipient_user_id for r in rows if r.kind == "released"}
+    assert released_to == {team.owner.id, team["peer"].id}
+    assert {r.recipient_user_id for r in rows if r.kind == "escalated"} == {
+        team.owner.id,
+        team["peer"].id,
+        team["senior"].id,
+    }
+    # The releaser got the escalation email and nothing about their own release.
+    assert len(smtp.to(team["senior"].email)) == 1
+    assert len(smtp.to(team["peer"].email)) == 2
+    assert smtp.to(team["junior"].email) == []
+
+
 def test_message_id_is_derived_from_event_and_recipient() -> None:
     a = message_id_for("h1:escalated", "u1")
     assert a == message_id_for("h1:escalated", "u1")

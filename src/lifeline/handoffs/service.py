@@ -251,7 +251,10 @@ async def _requeue(db: AsyncSession, handoff: Handoff, claimer_id: str) -> bool:
         return False
     await _set_session(db, handoff.session_id, SessionStatus.ESCALATED, now, assigned_to=None)
     await _publish(db, handoff, "handoff.released")
-    await outbox.enqueue_wave(db=db, handoff=handoff, kind=DeliveryKind.RELEASED)
+    # The one who let it go knows already: the wave is for the rest of the team.
+    await outbox.enqueue_wave(
+        db=db, handoff=handoff, kind=DeliveryKind.RELEASED, exclude_user_id=claimer_id
+    )
     return True
 
 

@@ -34,6 +34,8 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_due", "status", "next_attempt_at"),
         Index("ix_deliveries_handoff", "handoff_id"),
+        # The hourly email cap counts one account's recent email rows (migration 0004).
+        Index("ix_deliveries_email_cap", "account_id", "channel", "created_at", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

@@ -9,13 +9,14 @@ handoff; only after commit does a ``DispatchDeliveries`` intent hand them to the
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import distinct, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lifeline import after_commit
 from lifeline.accounts.models import SENIOR_ROLES, EmailPreference, User
+from lifeline.config import Settings
 from lifeline.db import utcnow
 from lifeline.handoffs.models import Handoff, Intent
 from lifeline.notifications.models import Channel, Delivery, DeliveryKind, DeliveryStatus
@@ -28,17 +29,61 @@ SWEEP_GRACE = timedelta(seconds=5)
 # worker, whatever its base URL) carries exactly the same id as the first attempt.
 MESSAGE_ID_DOMAIN = "lifeline"
 OPTED_OUT = "recipient opted out"
+EMAIL_CAP_REACHED = "hourly email cap reached"
+# Sessions carry the process's cap in their ``info`` (see ``configure_email_cap``), so the
+# services that enqueue waves need no settings of their own.
+_EMAIL_CAP_KEY = "lifeline.email_cap_per_hour"
+EMAIL_CAP_WINDOW = timedelta(hours=1)
 
 
-async def escalation_recipients(*, db: AsyncSession, handoff: Handoff) -> list[User]:
-    """Active engineers, admins and owners of the handoff's account, minus the escalator."""
+def configure_email_cap(sessionmaker: async_sessionmaker[AsyncSession], cap: int) -> None:
+    """Every session this sessionmaker opens enforces ``cap`` emails per account per hour."""
+    info = dict(sessionmaker.kw.get("info") or {})
+    info[_EMAIL_CAP_KEY] = cap
+    sessionmaker.configure(info=info)
+
+
+def _email_cap(db: AsyncSession) -> int:
+    cap = db.info.get(_EMAIL_CAP_KEY)
+    if cap is None:
+        default: int = Settings.model_fields["email_cap_per_hour"].default
+        return default
+    return int(cap)
+
+
+async def emails_left_this_hour(*, db: AsyncSession, account_id: str, now: datetime) -> int:
+    """How many more escalation emails the account may send before the hourly cap.
+
+    Counted over the account's email rows created in the last hour that are, were or will be
+    handed to SMTP (skipped ones cost nothing). Concurrent waves of one account each count
+    before the other commits, so the cap can be overshot by at most the waves in flight.
+    """
+    used = await db.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            Delivery.account_id == account_id,
+            Delivery.channel == Channel.EMAIL,
+            Delivery.status != DeliveryStatus.SKIPPED,
+            Delivery.created_at > now - EMAIL_CAP_WINDOW,
+        )
+    )
+    return max(0, _email_cap(db) - (used or 0))
+
+
+async def escalation_recipients(
+    *, db: AsyncSession, handoff: Handoff, exclude_user_id: str | None = None
+) -> list[User]:
+    """Active engineers, admins and owners of the handoff's account, minus the escalator
+    (and minus ``exclude_user_id``: whoever caused this wave needs no telling)."""
+    excluded = {handoff.created_by} | ({exclude_user_id} if exclude_user_id else set())
     rows = await db.scalars(
         select(User)
         .where(
             User.account_id == handoff.account_id,
             User.role.in_([str(r) for r in SENIOR_ROLES]),
             User.deleted_at.is_(None),
-            User.id != handoff.created_by,
+            User.id.not_in(excluded),
         )
         .order_by(User.created_at, User.id)
     )
@@ -67,27 +112,47 @@ def dedupe_key_for(event_key: str, recipient_id: str, channel: Channel) -> str:
     return f"{event_key}:{recipient_id}:{channel}"
 
 
-async def enqueue_wave(*, db: AsyncSession, handoff: Handoff, kind: DeliveryKind) -> list[Delivery]:
+def _email_skip_reason(user: User, emails_left: int) -> str | None:
+    if user.email_notifications == EmailPreference.NEVER:
+        return OPTED_OUT
+    if emails_left <= 0:
+        return EMAIL_CAP_REACHED
+    return None
+
+
+async def enqueue_wave(
+    *,
+    db: AsyncSession,
+    handoff: Handoff,
+    kind: DeliveryKind,
+    exclude_user_id: str | None = None,
+) -> list[Delivery]:
     """Write one delivery row per recipient per channel for this wave of ``handoff``.
 
-    Parks notify nobody. Email to someone whose preference is ``never`` is written as
-    ``skipped`` so the audit trail shows they were considered; ``offline_only`` is decided at
-    send time, when presence is known.
+    Parks notify nobody; ``exclude_user_id`` (the person whose action caused the wave, such as
+    a release) is left out. Email to someone whose preference is ``never``, or beyond the
+    account's hourly email cap, is written as ``skipped`` with why, so the audit trail shows
+    they were considered; push is never capped; ``offline_only`` is decided at send time,
+    when presence is known.
     """
     if handoff.intent != Intent.ESCALATE:
         return []
-    recipients = await escalation_recipients(db=db, handoff=handoff)
+    recipients = await escalation_recipients(
+        db=db, handoff=handoff, exclude_user_id=exclude_user_id
+    )
     if not recipients:
         return []
     event_key = await wave_event_key(db=db, handoff=handoff, kind=kind)
     now = utcnow()
+    emails_left = await emails_left_this_hour(db=db, account_id=handoff.account_id, now=now)
     rows: list[Delivery] = []
     for user in recipients:
         message_id = message_id_for(event_key, user.id)
+        email_skipped = _email_skip_reason(user, emails_left)
+        if email_skipped is None:
+            emails_left -= 1
         for channel in (Channel.PUSH, Channel.EMAIL):
-            opted_out = channel == Channel.EMAIL and user.email_notifications == (
-                EmailPreference.NEVER
-            )
+            skipped = email_skipped if channel == Channel.EMAIL else None
             rows.append(
                 Delivery(
                     handoff_id=handoff.id,
@@ -98,10 +163,10 @@ async def enqueue_wave(*, db: AsyncSession, handoff: Handoff, kind: DeliveryKind
                     event_key=event_key,
                     dedupe_key=dedupe_key_for(event_key, user.id, channel),
                     message_id=message_id,
-                    status=DeliveryStatus.SKIPPED if opted_out else DeliveryStatus.PENDING,
+                    status=DeliveryStatus.SKIPPED if skipped else DeliveryStatus.PENDING,
                     attempts=0,
-                    last_error=OPTED_OUT if opted_out else None,
-                    next_attempt_at=now if opted_out else now + SWEEP_GRACE,
+                    last_error=skipped,
+                    next_attempt_at=now if skipped else now + SWEEP_GRACE,
                     created_at=now,
                 )
             )

@@ -20,6 +20,7 @@ from lifeline.db import utcnow
 from lifeline.notifications.channels import DeliveryChannel
 from lifeline.notifications.channels.email import EmailChannel, send_bound
 from lifeline.notifications.channels.push import PushChannel
+from lifeline.notifications.outbox import configure_email_cap
 from lifeline.notifications.relay import DeliveryCounts, Relay
 from lifeline.notifications.reminders import send_due_reminders
 
@@ -31,6 +32,7 @@ def install(ctx: AppContext) -> Relay:
     email = EmailChannel(ctx.settings, ctx.services)
     channels: dict[str, DeliveryChannel] = {"email": email, "push": PushChannel(ctx.services)}
     relay = Relay(sessionmaker=ctx.sessionmaker, settings=ctx.settings, channels=channels)
+    configure_email_cap(ctx.sessionmaker, ctx.settings.email_cap_per_hour)
     ctx.services["relay"] = relay
     ctx.services["mailer"] = email
     ctx.after_commit.register(DispatchDeliveries, relay.handle_intent)

@@ -1,0 +1,106 @@
+"""The per-account cap on escalation emails per hour (LIFELINE_EMAIL_CAP_PER_HOUR).
+
+Email rows beyond the cap are written as ``skipped`` ("hourly email cap reached") and never
+reach SMTP; push is not capped; rows older than an hour, opted-out rows and other accounts'
+rows don't count.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from lifeline.accounts.models import Role
+from lifeline.db import utcnow
+from lifeline.notifications.models import Delivery
+from lifeline.notifications.outbox import EMAIL_CAP_REACHED, OPTED_OUT
+from tests.notifications.conftest import notification_settings, running_app, settle
+from tests.support.factories import Factory, escalate, new_session
+from tests.support.smtp import SmtpRecorder
+
+
+def _email_outcomes(rows: list[Delivery]) -> dict[str, tuple[str, str | None]]:
+    return {r.recipient_user_id: (r.status, r.last_error) for r in rows if r.channel == "email"}
+
+
+async def test_emails_over_the_hourly_cap_are_skipped_and_push_still_goes(
+    database_url: str, smtp: SmtpRecorder
+) -> None:
+    settings = notification_settings(
+        database_url, smtp_host=smtp.host, smtp_port=smtp.port, email_cap_per_hour=3
+    )
+    async with running_app(settings) as (ctx, client):
+        factory = Factory(ctx.sessionmaker)
+        team = await factory.team(junior="engineer", a="admin", b="engineer", c="engineer")
+        quiet = await factory.person(team, key="quiet", role=Role.ENGINEER)
+        muted = await client.patch(
+            "/api/v1/me", headers=quiet.headers, json={"email_notifications": "never"}
+        )
+        assert muted.status_code == 200, muted.text
+        other = await factory.team(junior="engineer", senior="admin")
+        seniors = [team.owner, team["a"], team["b"], team["c"]]
+
+        first = await escalate(
+            client, team["junior"], (await new_session(client, team["junior"]))["id"]
+        )
+        rows = await settle(ctx, first["id"])
+        emails = _email_outcomes(rows)
+        # In recipient order: the first three are sent, the fourth is over the cap; the one who
+        # opted out is recorded as such and uses none of it.
+        assert [emails[p.id] for p in seniors] == [
+            ("sent", None),
+            ("sent", None),
+            ("sent", None),
+            ("skipped", EMAIL_CAP_REACHED),
+        ]
+        assert emails[quiet.id] == ("skipped", OPTED_OUT)
+        # Push is not capped: one row each, decided by presence (nobody is online here).
+        push = {r.recipient_user_id: r.last_error for r in rows if r.channel == "push"}
+        assert set(push) == {p.id for p in [*seniors, quiet]}
+        assert EMAIL_CAP_REACHED not in push.values()
+        assert smtp.recipients() == sorted(p.email for p in seniors[:3])
+
+        second = await escalate(
+            client, team["junior"], (await new_session(client, team["junior"]))["id"]
+        )
+        rows = await settle(ctx, second["id"])
+        assert set(_email_outcomes(rows).values()) == {
+            ("skipped", EMAIL_CAP_REACHED),
+            ("skipped", OPTED_OUT),
+        }
+        assert len(smtp.messages) == 3
+
+        # Another account has its own hour.
+        elsewhere = await escalate(
+            client, other["junior"], (await new_session(client, other["junior"]))["id"]
+        )
+        rows = await settle(ctx, elsewhere["id"])
+        assert set(_email_outcomes(rows).values()) == {("sent", None)}
+        assert len(smtp.messages) == 5
+
+        # An hour later the cap has room again.
+        async with ctx.sessionmaker() as db, db.begin():
+            await db.execute(
+                update(Delivery)
+                .where(Delivery.account_id == team.account.id)
+                .values(created_at=utcnow() - timedelta(minutes=61))
+            )
+        third = await escalate(
+            client, team["junior"], (await new_session(client, team["junior"]))["id"]
+        )
+        rows = await settle(ctx, third["id"])
+        assert sum(s == ("sent", None) for s in _email_outcomes(rows).values()) == 3
+        assert len(smtp.messages) == 8
+
+        view = await client.get(
+            f"/api/v1/handoffs/{second['id']}/deliveries", headers=team.owner.headers
+        )
+        assert view.status_code == 200
+        capped = [i for i in view.json()["items"] if i["last_error"] == EMAIL_CAP_REACHED]
+        assert {i["recipient"]["id"] for i in capped} == {p.id for p in seniors}
+        assert {i["channel"] for i in capped} == {"email"}
+
+
+async def test_the_default_cap_is_500_per_hour(database_url: str) -> None:
+    assert notification_settings(database_url).email_cap_per_hour == 500
