@@ -371,3 +371,17 @@ async def test_text_round_trips_exactly(client: httpx.AsyncClient, factory: Fact
         f"{API}/ai-sessions/{session['id']}/messages", headers=team["eng"].headers
     )
     assert messages.json()["items"][0]["content"] == title * 3
+
+
+async def test_a_refused_password_is_never_echoed_back(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    team = await factory.team()
+    response = await client.patch(
+        "/api/v1/me",
+        headers=team.owner.headers,
+        json={"password": "hunter2", "current_password": "whatever"},
+    )
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", "password"]]
+    assert "hunter2" not in response.text

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -38,6 +39,18 @@ from lifeline.web import install as install_web
 from lifeline.web import web_plugin
 
 log = logging.getLogger(__name__)
+
+SECRET_FIELDS = frozenset({"password", "current_password", "token", "secret"})
+
+
+def _echoable(error: dict[str, Any]) -> dict[str, Any]:
+    """A validation error safe to send back: secrets are never echoed, bytes become text."""
+    if any(str(part) in SECRET_FIELDS for part in error.get("loc", ())):
+        return {key: value for key, value in error.items() if key not in ("input", "ctx")}
+    if isinstance(error.get("input"), bytes):
+        return {**error, "input": error["input"].decode("utf-8", "replace")}
+    return error
+
 
 # Start-up and shutdown steps that other layers (notifications, real-time, web) contribute.
 Plugin = Callable[[FastAPI, AppContext], Awaitable[Callable[[], Awaitable[None]] | None]]
@@ -92,12 +105,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
     async def _invalid_input(_request: Request, exc: RequestValidationError) -> Response:
         # ASCII-escaped: the echoed input may hold a lone surrogate that UTF-8 can't encode;
         # a body that isn't JSON at all is echoed as bytes that may not even be UTF-8.
-        errors = [
-            {**error, "input": error["input"].decode("utf-8", "replace")}
-            if isinstance(error.get("input"), bytes)
-            else error
-            for error in exc.errors()
-        ]
+        errors = [_echoable(error) for error in exc.errors()]
         body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
         return Response(body, status_code=422, media_type="application/json")
 
