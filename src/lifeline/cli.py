@@ -241,6 +241,8 @@ def serve(
         ),
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        # Events are small JSON; per-message deflate would cost ~35 KiB per idle connection.
+        ws_per_message_deflate=False,
     )
 
 

@@ -237,6 +237,12 @@ def run(*, host: str, port: int, smtp_port: int, seed_only: bool) -> None:
     try:
         import uvicorn
 
-        uvicorn.run("lifeline.asgi:app", host=host, port=port, log_config=None)
+        uvicorn.run(
+            "lifeline.asgi:app",
+            host=host,
+            port=port,
+            log_config=None,
+            ws_per_message_deflate=False,
+        )
     finally:
         sink.stop()
