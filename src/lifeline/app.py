@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from lifeline import __version__, metrics
+from lifeline import __version__, metrics, unavailable
 from lifeline.accounts.router import router as accounts_router
 from lifeline.ai_sessions.router import router as ai_sessions_router
 from lifeline.analytics.router import router as analytics_router
@@ -128,6 +128,8 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
             log.warning("readiness check failed: %s", exc)
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ok", "database": "ok"})
+
+    unavailable.install(app)
 
     app.include_router(api_router())
     app.include_router(metrics.router)
