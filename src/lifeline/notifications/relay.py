@@ -31,6 +31,9 @@ BATCH_SIZE = 200
 OUTCOME_WINDOW_SECONDS = 0.05
 OUTCOME_BATCH = 200
 MAX_ERROR_CHARS = 500
+# Retrying an outcome write that failed: first pause, doubling up to this.
+WRITE_RETRY_FIRST_SECONDS = 0.1
+WRITE_RETRY_MAX_SECONDS = 2.0
 
 
 def retry_delay(settings: Settings, attempts: int) -> timedelta:
@@ -74,11 +77,19 @@ class DeliveryCounts:
 
 
 class _OutcomeWriter:
-    """Writes outcomes as sends finish: one transaction for whatever has queued up meanwhile."""
+    """Writes outcomes as sends finish: one transaction for whatever has queued up meanwhile.
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    A write that fails (the database restarting) is retried until the batch's lease runs out:
+    the emails went out, and only a written outcome keeps them from going out again. Every
+    write is conditioned on its lease token, so a late one can't overwrite another sender's.
+    """
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, retry_until: datetime
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._queue: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        self._retry_until = retry_until
         self.written = 0
 
     def put(self, outcome: Outcome) -> None:
@@ -110,12 +121,23 @@ class _OutcomeWriter:
                 await self._write(batch)
 
     async def _write(self, batch: list[Outcome]) -> None:
-        try:
-            async with self._sessionmaker() as db, db.begin():
-                self.written += await claims.record_outcomes(db=db, outcomes=batch)
-        except Exception:
-            # The rows keep their lease and go out again once it expires, same Message-ID.
-            log.exception("could not record %d delivery outcomes", len(batch))
+        pause = WRITE_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                async with self._sessionmaker() as db, db.begin():
+                    self.written += await claims.record_outcomes(db=db, outcomes=batch)
+                return
+            except Exception:
+                if utcnow() + timedelta(seconds=pause) >= self._retry_until:
+                    # The rows keep their lease and go out again once it expires, same
+                    # Message-ID: the crash window, which a database outage this long opens.
+                    log.exception("could not record %d delivery outcomes", len(batch))
+                    return
+                log.warning(
+                    "recording %d delivery outcomes failed; retrying", len(batch), exc_info=True
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, WRITE_RETRY_MAX_SECONDS)
 
 
 class Relay:
@@ -198,7 +220,7 @@ class Relay:
             # Leased and counted as an attempt: retried after the lease, dead-lettered at last.
             log.exception("could not load %d claimed deliveries", len(claimed))
             return counts
-        writer = _OutcomeWriter(self._sessionmaker)
+        writer = _OutcomeWriter(self._sessionmaker, retry_until=lease_expires_at)
         writing = asyncio.create_task(writer.run(), name="delivery-outcomes")
         # Never start a send that could outlive the lease: another sender may take the row then.
         start_by = lease_expires_at - send_bound(self._settings)
