@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httpx
 from sqlalchemy import update
 
 from lifeline.accounts.models import Role
+from lifeline.context import AppContext
 from lifeline.db import utcnow
 from lifeline.notifications.models import Delivery
 from lifeline.notifications.outbox import EMAIL_CAP_REACHED, OPTED_OUT
@@ -102,5 +104,41 @@ async def test_emails_over_the_hourly_cap_are_skipped_and_push_still_goes(
         assert {i["channel"] for i in capped} == {"email"}
 
 
-async def test_the_default_cap_is_500_per_hour(database_url: str) -> None:
-    assert notification_settings(database_url).email_cap_per_hour == 500
+async def test_by_default_the_cap_is_500_emails_an_hour(
+    client: httpx.AsyncClient, ctx: AppContext, factory: Factory, smtp: SmtpRecorder
+) -> None:
+    team = await factory.team(junior="engineer", a="admin", b="engineer")
+    first = await escalate(
+        client, team["junior"], (await new_session(client, team["junior"]))["id"]
+    )
+    await settle(ctx, first["id"])  # 3 emails: owner, a, b
+    # 496 more email rows of this account in the last hour: 499 in all, one short of the cap.
+    now = utcnow()
+    async with ctx.sessionmaker() as db, db.begin():
+        db.add_all(
+            Delivery(
+                handoff_id=first["id"],
+                account_id=team.account.id,
+                recipient_user_id=team["a"].id,
+                channel="email",
+                kind="escalated",
+                event_key=f"filler:{n}",
+                dedupe_key=f"filler:{n}",
+                message_id=f"<filler{n}@lifeline>",
+                status="sent",
+                created_at=now,
+            )
+            for n in range(496)
+        )
+
+    second = await escalate(
+        client, team["junior"], (await new_session(client, team["junior"]))["id"]
+    )
+    rows = await settle(ctx, second["id"])
+    outcomes = sorted(_email_outcomes(rows).values(), key=str)
+    assert outcomes == [
+        ("sent", None),
+        ("skipped", EMAIL_CAP_REACHED),
+        ("skipped", EMAIL_CAP_REACHED),
+    ]
+    assert len(smtp.messages) == 4
