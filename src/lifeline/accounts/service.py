@@ -296,18 +296,37 @@ async def _lock_team(db: AsyncSession, actor: User) -> None:
     Two owners demoting each other at once must not both see "another owner remains"; the
     row lock on the account (SQLite's write lock, taken up front, does the same) makes the
     second wait and then count again. The actor's own role is re-read under the lock too.
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: it still excludes another role change, but not
+    the key-share locks that inserting rows referencing the account take (a claim's event),
+    which would otherwise wait on this lock while holding what we wait for: a deadlock.
     """
-    await db.execute(select(Account.id).where(Account.id == actor.account_id).with_for_update())
+    await db.execute(
+        select(Account.id).where(Account.id == actor.account_id).with_for_update(key_share=True)
+    )
     await db.refresh(actor)
     if actor.deleted_at is not None:
         raise Unauthorized("Invalid or revoked API token")
+
+
+async def _lock_member(db: AsyncSession, account_id: str, user_id: str) -> User:
+    """The member's row, locked and re-read: a claim in flight (which share-locks it) finishes
+    first and is then seen by the release that follows a demotion or removal."""
+    user = await db.scalar(
+        select(User)
+        .where(User.id == user_id, User.account_id == account_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    if user is None:
+        raise NotFound("User not found")
+    return user
 
 
 async def update_user(
     *, db: AsyncSession, actor: User, user_id: str, role: Role | None, name: str | None
 ) -> User:
     await _lock_team(db, actor)
-    target = await get_user(db=db, account_id=actor.account_id, user_id=user_id)
+    target = await _lock_member(db, actor.account_id, user_id)
     if target.deleted_at is not None:
         raise NotFound("User not found")
     _check_may_manage(actor, target, role)
@@ -338,10 +357,8 @@ async def soft_delete_user(*, db: AsyncSession, actor: User, user_id: str) -> Us
     if target.role == Role.OWNER and await _owner_count(db, actor.account_id) <= 1:
         raise Conflict("The account's last owner can't be removed")
     now = utcnow()
-    target.deleted_at = now
-    await db.flush()
-    # Nobody gone can hold work: what they had picked up returns to the team's queue.
-    await handoffs.release_claims_of(db=db, user=target)
+    # Credentials before the user row: a request of theirs in flight has touched its token
+    # (last_used_at) before it share-locks the user row to claim, so this order can't deadlock.
     await db.execute(
         update(ApiToken)
         .where(ApiToken.user_id == target.id, ApiToken.revoked_at.is_(None))
@@ -352,6 +369,12 @@ async def soft_delete_user(*, db: AsyncSession, actor: User, user_id: str) -> Us
         .where(WebSession.user_id == target.id, WebSession.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+    target = await _lock_member(db, actor.account_id, user_id)
+    if target.deleted_at is not None:
+        raise NotFound("User not found")
+    target.deleted_at = now
     await db.flush()
+    # Nobody gone can hold work: what they had picked up returns to the team's queue.
+    await handoffs.release_claims_of(db=db, user=target)
     after_commit.record(db, after_commit.DropConnections(user_id=target.id))
     return target

@@ -14,11 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from lifeline.accounts.models import MANAGER_ROLES, Role, User
+from lifeline.accounts.models import MANAGER_ROLES, SENIOR_ROLES, Role, User
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession, SessionStatus
 from lifeline.db import utcnow
-from lifeline.errors import Conflict, Forbidden, NotFound
+from lifeline.errors import Conflict, Forbidden, NotFound, Unauthorized
 from lifeline.handoffs.models import Handoff, HandoffStatus, Intent
 from lifeline.handoffs.schemas import HandoffRead
 from lifeline.notifications import outbox
@@ -197,6 +197,29 @@ async def _not_open_conflict(db: AsyncSession, handoff: Handoff) -> Conflict:
     return Conflict(f"This escalation is {handoff.status}", claimed_by=None)
 
 
+async def lock_active_senior(db: AsyncSession, user_id: str) -> None:
+    """Share-lock the claimer's user row and re-check, under it, that they may still hold work.
+
+    A demotion or removal takes the same row (``FOR NO KEY UPDATE``) before it releases what
+    the user holds, so the two serialise: a claim that commits first is released by the role
+    change that follows; a role change that commits first is seen here and the claim refused.
+    Without the lock a claim could land between the demotion's release and its commit and
+    leave the escalation held by a viewer or by someone removed. SQLite's write lock, taken at
+    ``BEGIN IMMEDIATE``, serialises the two already; ``FOR SHARE`` is ignored there.
+
+    Lock order, everywhere: account → the user's credentials → user → handoff → session.
+    """
+    row = (
+        await db.execute(
+            select(User.role, User.deleted_at).where(User.id == user_id).with_for_update(read=True)
+        )
+    ).one_or_none()
+    if row is None or row.deleted_at is not None:
+        raise Unauthorized("Invalid or revoked API token")
+    if Role(row.role) not in SENIOR_ROLES:
+        raise Forbidden("Engineer or admin access required")
+
+
 async def claim_handoff(
     *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
 ) -> Handoff:
@@ -206,6 +229,7 @@ async def claim_handoff(
         raise Conflict("Only an escalation can be picked up", claimed_by=None)
     if handoff.created_by == actor.id:
         raise Forbidden("You can't pick up your own escalation")
+    await lock_active_senior(db, actor.id)
     now = utcnow()
     won = await _conditional_update(
         db,
