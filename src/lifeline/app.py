@@ -29,6 +29,7 @@ from lifeline.middleware import (
     BodySizeLimitMiddleware,
     NulInUrlMiddleware,
     RequestIdMiddleware,
+    RetryTransientMiddleware,
 )
 from lifeline.notifications import demo_mail
 from lifeline.notifications.plugin import notifications_plugin
@@ -136,6 +137,8 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
     if settings.mail_sink_dir:
         app.include_router(demo_mail.router)
     install_web(app, https=settings.base_url.startswith("https://"))
+    # Inside the body cap: a retried request's body is bounded before it is kept for replay.
+    app.add_middleware(RetryTransientMiddleware)
     # Added last, so outermost: even a 413 carries its X-Request-ID.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(NulInUrlMiddleware)

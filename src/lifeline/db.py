@@ -63,6 +63,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# SQLSTATEs of a transaction the database aborted only because of a concurrent one: running it
+# again is safe and will, almost always, simply work.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+# How many times one unit of work runs at most before such a failure is reported.
+TRANSACTION_ATTEMPTS = 4
+
+
+def transient_conflict(exc: BaseException) -> bool:
+    """True for a deadlock or serialization failure: the unit of work may be run again."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if sqlstate in TRANSIENT_SQLSTATES:
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
 def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; on SQLite every transaction takes the write lock up front.
 

@@ -7,14 +7,17 @@ twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 import re
 import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lifeline.db import TRANSACTION_ATTEMPTS, transient_conflict
 from lifeline.logging import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -23,6 +26,7 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 access_log = logging.getLogger("lifeline.access")
+log = logging.getLogger(__name__)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -138,6 +142,60 @@ class BodySizeLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+class RetryTransientMiddleware:
+    """Run a request again when its unit of work lost a deadlock or serialization conflict.
+
+    Each request is one unit of work (``db.unit_of_work``), rolled back whole when it fails, its
+    after-commit side effects dropped; so running it again from the start is safe. The database
+    aborts one of two transactions that wait on each other (SQLSTATE 40P01) or that can't both
+    be serialised (40001); the one it picked runs again, a bounded number of times, with a short
+    random pause, instead of answering 500. Once any byte of the answer has been sent (a stream)
+    nothing is retried. The request body is read once and replayed to each attempt.
+    """
+
+    def __init__(self, app: ASGIApp, *, attempts: int = TRANSACTION_ATTEMPTS) -> None:
+        self.app = app
+        self.attempts = attempts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left before sending it all
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        for attempt in range(1, self.attempts + 1):
+            started = False
+
+            async def tracking_send(message: Message) -> None:
+                nonlocal started
+                started = True
+                await send(message)
+
+            try:
+                await self.app(dict(scope), _replay([body], receive), tracking_send)
+                return
+            except Exception as exc:
+                if started or attempt == self.attempts or not transient_conflict(exc):
+                    raise
+                log.info(
+                    "%s %s: transaction conflict (%s), running it again (attempt %d of %d)",
+                    scope.get("method", ""),
+                    scope.get("path", ""),
+                    getattr(exc, "orig", exc),
+                    attempt + 1,
+                    self.attempts,
+                )
+                await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
 
 
 class NulInUrlMiddleware:
