@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import select
 
+from lifeline.context import AppContext
+from lifeline.realtime.models import Event
 from tests.support.factories import Factory, Person, escalate, new_session
 
 API = "/api/v1"
@@ -469,3 +474,39 @@ async def test_a_session_is_parked_once(client: httpx.AsyncClient, factory: Fact
     assert (await act(client, team["junior"], session["id"], park["id"], "cancel")).is_success
     assert (await session_of(client, team["junior"], session["id"]))["status"] == "active"
     await escalate(client, team["junior"], session["id"], intent="park")
+
+
+async def test_the_owner_can_release_what_anyone_holds(
+    client: httpx.AsyncClient,
+    ctx: AppContext,
+    factory: Factory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The escape hatch: work held by someone who can't or won't let go goes back to the team,
+    logged and announced as a release. An admin can't; nothing held is a conflict."""
+    team = await factory.team(junior="engineer", senior="engineer", adm="admin")
+    session = await new_session(client, team["junior"])
+    handoff = await escalate(client, team["junior"], session["id"])
+    not_held = await act(client, team.owner, session["id"], handoff["id"], "release")
+    assert not_held.status_code == 409, not_held.text
+    assert (await act(client, team["senior"], session["id"], handoff["id"], "claim")).is_success
+    denied = await act(client, team["adm"], session["id"], handoff["id"], "release")
+    assert denied.status_code == 403
+
+    with caplog.at_level(logging.INFO, logger="lifeline.handoffs.service"):
+        released = await act(client, team.owner, session["id"], handoff["id"], "release")
+
+    assert released.status_code == 200, released.text
+    assert released.json()["status"] == "open" and released.json()["claimed_by"] is None
+    assert await queue(client, team["senior"]) == [handoff["id"]]
+    read = await session_of(client, team["junior"], session["id"])
+    assert read["status"] == "escalated" and read["assigned_to"] is None
+    (record,) = [r for r in caplog.records if "released escalation" in r.getMessage()]
+    assert team.owner.id in record.getMessage() and team["senior"].id in record.getMessage()
+    async with ctx.sessionmaker() as db:
+        types = (
+            await db.scalars(
+                select(Event.type).where(Event.account_id == team.account.id).order_by(Event.id)
+            )
+        ).all()
+    assert types[-1] == "handoff.released"

@@ -6,6 +6,7 @@ both win, on SQLite and PostgreSQL alike; the rowcount says who did.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,8 @@ from lifeline.notifications import outbox
 from lifeline.notifications.models import DeliveryKind
 from lifeline.pagination import keyset, page
 from lifeline.realtime.events import AUDIENCE_ACCOUNT, audience_user, record_event
+
+log = logging.getLogger(__name__)
 
 
 def handoff_data(handoff: Handoff) -> dict[str, Any]:
@@ -247,16 +250,35 @@ async def claim_handoff(
 async def release_handoff(
     *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
 ) -> Handoff:
-    """The claimer puts it back in the queue; the team is told again."""
+    """The claimer puts it back in the queue; the team is told again.
+
+    The account's owner may release any escalation whoever holds it: the escape hatch for work
+    held by someone who can't or won't let it go. It is logged and announced as a release.
+    """
     handoff = await get_handoff(db=db, user=actor, session_id=session_id, handoff_id=handoff_id)
-    if handoff.claimed_by != actor.id:
-        raise Forbidden("Only the engineer who picked it up can release it")
-    if not await _requeue(db, handoff, actor.id):
+    holder = handoff.claimed_by
+    if holder != actor.id:
+        if actor.role != Role.OWNER or handoff.intent != Intent.ESCALATE:
+            raise Forbidden("Only the engineer who picked it up can release it")
+        if holder is None:
+            raise Conflict(f"This escalation is {handoff.status}", claimed_by=None)
+    if not await _requeue(db, handoff, holder, released_by=actor.id):
         raise Conflict(f"This escalation is {handoff.status}", claimed_by=None)
+    if holder != actor.id:
+        log.info(
+            "owner %s released escalation %s (session %s) held by %s",
+            actor.id,
+            handoff.id,
+            handoff.session_id,
+            holder,
+            extra={"handoff_id": handoff.id, "released_by": actor.id, "claimer_id": holder},
+        )
     return handoff
 
 
-async def _requeue(db: AsyncSession, handoff: Handoff, claimer_id: str) -> bool:
+async def _requeue(
+    db: AsyncSession, handoff: Handoff, claimer_id: str, *, released_by: str | None = None
+) -> bool:
     """Back to the queue if ``claimer_id`` still holds it: unassign, announce, re-notify."""
     now = utcnow()
     won = await _conditional_update(
@@ -277,7 +299,10 @@ async def _requeue(db: AsyncSession, handoff: Handoff, claimer_id: str) -> bool:
     await _publish(db, handoff, "handoff.released")
     # The one who let it go knows already: the wave is for the rest of the team.
     await outbox.enqueue_wave(
-        db=db, handoff=handoff, kind=DeliveryKind.RELEASED, exclude_user_id=claimer_id
+        db=db,
+        handoff=handoff,
+        kind=DeliveryKind.RELEASED,
+        exclude_user_id=released_by or claimer_id,
     )
     return True
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 
-from lifeline.accounts.models import User
+from lifeline.accounts.models import Role, User
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession, MessageRole, SessionStatus
 from lifeline.ai_sessions.schemas import MAX_MESSAGE_LENGTH, MessageCreate
@@ -151,7 +151,13 @@ def _session_actions(
         and active is not None
         and active.status == HandoffStatus.OPEN
         and active.created_by != user.id,
-        "can_release": claimed_by_me,
+        # The owner's escape hatch: they may put back what anyone holds.
+        "can_release": claimed_by_me
+        or (
+            user.role == Role.OWNER
+            and active is not None
+            and active.status == HandoffStatus.CLAIMED
+        ),
         "can_resolve": claimed_by_me,
         "can_cancel": active is not None and active.created_by == user.id,
         "can_resume": my_park is not None,
