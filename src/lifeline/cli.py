@@ -20,6 +20,7 @@ from lifeline.after_commit import AfterCommitRunner, TaskSet
 from lifeline.config import Settings, get_settings
 from lifeline.db import create_engine, create_sessionmaker, unit_of_work
 from lifeline.errors import LifelineError
+from lifeline.realtime import drops as realtime_drops
 from lifeline.web import sessions as web_sessions
 
 app = typer.Typer(help="Lifeline: escalation and hand-off for AI sessions.", no_args_is_help=True)
@@ -55,12 +56,18 @@ def _settings() -> Settings:
 @asynccontextmanager
 async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
     engine = create_engine(settings.database_url)
+    tasks = TaskSet()
+    runner = AfterCommitRunner(tasks)
+    # Live connections to close (a password set, say) are in the servers' memory: with Redis
+    # they hear it at once; without, they notice on their next heartbeat's credential check.
+    closers = [realtime_drops.register(runner, settings)] if settings.redis_url else []
     try:
-        async with unit_of_work(
-            create_sessionmaker(engine), AfterCommitRunner(TaskSet())
-        ) as session:
+        async with unit_of_work(create_sessionmaker(engine), runner) as session:
             yield session
+        await tasks.drain()
     finally:
+        for close in closers:
+            await close()
         await engine.dispose()
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from lifeline.accounts import schemas
 from lifeline.accounts import service as accounts
-from lifeline.deps import AdminUser, CurrentUser, PageParams, SessionDep
+from lifeline.deps import AdminUser, CurrentUser, PageParams, PrincipalDep, SessionDep
 
 router = APIRouter(tags=["accounts"])
 
@@ -24,16 +24,19 @@ async def read_me(db: SessionDep, user: CurrentUser) -> schemas.MeRead:
 
 
 @router.patch("/me", response_model=schemas.MeRead)
-async def update_me(db: SessionDep, user: CurrentUser, body: schemas.MeUpdate) -> schemas.MeRead:
+async def update_me(
+    db: SessionDep, principal: PrincipalDep, body: schemas.MeUpdate
+) -> schemas.MeRead:
     await accounts.update_me(
         db=db,
-        user=user,
+        user=principal.user,
         name=body.name,
         email_notifications=body.email_notifications,
         password=body.password,
         current_password=body.current_password,
+        keep_web_session_id=principal.web_session_id,
     )
-    return await _me(db, user)
+    return await _me(db, principal.user)
 
 
 @router.get("/account", response_model=schemas.AccountRead)

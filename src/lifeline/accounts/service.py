@@ -33,6 +33,8 @@ from lifeline.pagination import keyset, page
 
 # last_used_at is written at most this often per token, so reads stay cheap.
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+# Credentials checked per query when live streams re-check theirs.
+_CHECK_BATCH = 500
 
 
 async def create_account(
@@ -233,7 +235,9 @@ async def update_me(
     email_notifications: EmailPreference | None,
     password: str | None,
     current_password: str | None,
+    keep_web_session_id: str | None = None,
 ) -> User:
+    """The caller's own profile; a password change signs out their other web sessions."""
     if name is not None:
         user.name = name
     if email_notifications is not None:
@@ -244,8 +248,76 @@ async def update_me(
         ):
             raise Forbidden("current_password: does not match")
         user.password_hash = security.hash_password(password)
+        # A new password signs out every other browser, and closes what they had open.
+        await revoke_web_sessions(db=db, user_id=user.id, keep_web_session_id=keep_web_session_id)
     await db.flush()
     return user
+
+
+async def revoke_web_sessions(
+    *, db: AsyncSession, user_id: str, keep_web_session_id: str | None = None
+) -> list[str]:
+    """Sign the user out of every web session (but ``keep_web_session_id``); their live
+    streams close, in every process, once this commits. Returns the revoked ids."""
+    query = select(WebSession.id).where(
+        WebSession.user_id == user_id, WebSession.revoked_at.is_(None)
+    )
+    if keep_web_session_id is not None:
+        query = query.where(WebSession.id != keep_web_session_id)
+    revoked = list((await db.scalars(query)).all())
+    if not revoked:
+        return revoked
+    await db.execute(
+        update(WebSession).where(WebSession.id.in_(revoked)).values(revoked_at=utcnow())
+    )
+    for web_session_id in revoked:
+        after_commit.record(
+            db, after_commit.DropConnections(user_id=user_id, web_session_id=web_session_id)
+        )
+    return revoked
+
+
+async def live_credentials(
+    *, db: AsyncSession, token_ids: set[str], web_session_ids: set[str]
+) -> set[str]:
+    """Of these token and web session ids, those that still authenticate someone right now.
+
+    Live streams ask this on their heartbeat, so a revocation made where no broker reaches
+    (the command line without Redis) still closes them.
+    """
+    valid: set[str] = set()
+    now = utcnow()
+    tokens, sessions = sorted(token_ids), sorted(web_session_ids)
+    for start in range(0, len(tokens), _CHECK_BATCH):
+        valid.update(
+            (
+                await db.scalars(
+                    select(ApiToken.id)
+                    .join(User, User.id == ApiToken.user_id)
+                    .where(
+                        ApiToken.id.in_(tokens[start : start + _CHECK_BATCH]),
+                        ApiToken.revoked_at.is_(None),
+                        User.deleted_at.is_(None),
+                    )
+                )
+            ).all()
+        )
+    for start in range(0, len(sessions), _CHECK_BATCH):
+        valid.update(
+            (
+                await db.scalars(
+                    select(WebSession.id)
+                    .join(User, User.id == WebSession.user_id)
+                    .where(
+                        WebSession.id.in_(sessions[start : start + _CHECK_BATCH]),
+                        WebSession.revoked_at.is_(None),
+                        WebSession.expires_at > now,
+                        User.deleted_at.is_(None),
+                    )
+                )
+            ).all()
+        )
+    return valid
 
 
 async def _owner_count(db: AsyncSession, account_id: str) -> int:

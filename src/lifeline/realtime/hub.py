@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lifeline.accounts import service as accounts
 from lifeline.db import new_id
 from lifeline.realtime import service
 from lifeline.realtime.audience import Viewer, may_see
@@ -333,9 +334,36 @@ class Hub:
                 for conn in tuple(conns):
                     conn.offer(HEARTBEAT)
             try:
+                await self.recheck_credentials()
+            except Exception:
+                log.exception("re-checking live connections' credentials failed")
+            try:
                 await self.presence.refresh()
             except Exception:
                 log.exception("presence refresh failed")
+
+    async def recheck_credentials(self) -> int:
+        """Close connections whose token or web session no longer authenticates; → closed.
+
+        A revocation normally reaches them at once through the broker; this covers those made
+        where no broker reaches (``lifeline user set-password`` without Redis) or lost on the way.
+        """
+        conns = [conn for members in tuple(self._by_user.values()) for conn in tuple(members)]
+        tokens = {conn.token_id for conn in conns if conn.token_id is not None}
+        sessions = {conn.web_session_id for conn in conns if conn.web_session_id is not None}
+        if not tokens and not sessions:
+            return 0
+        async with self.sessionmaker() as db:
+            valid = await accounts.live_credentials(
+                db=db, token_ids=tokens, web_session_ids=sessions
+            )
+        closed = 0
+        for conn in conns:
+            credential = conn.token_id or conn.web_session_id
+            if credential is not None and credential not in valid and conn.closing is None:
+                conn.close(CLOSE_REVOKED)
+                closed += 1
+        return closed
 
     async def close(self) -> None:
         for conns in tuple(self._by_user.values()):

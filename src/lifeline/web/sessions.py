@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline import after_commit
 from lifeline.accounts import security
+from lifeline.accounts import service as accounts
 from lifeline.accounts.models import User, WebSession
 from lifeline.db import utcnow
 from lifeline.errors import NotFound
@@ -100,11 +101,6 @@ async def set_password(*, db: AsyncSession, email: str, password: str) -> User:
     if user is None:
         raise NotFound(f"No active user with the email {email.strip().lower()}")
     user.password_hash = await asyncio.to_thread(security.hash_password, password)
-    await db.execute(
-        update(WebSession)
-        .where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+    await accounts.revoke_web_sessions(db=db, user_id=user.id)
     await db.flush()
-    after_commit.record(db, after_commit.DropConnections(user_id=user.id))
     return user

@@ -118,6 +118,7 @@ async def set_password(
             email_notifications=None,
             password=new_password,
             current_password=current_password,
+            keep_web_session_id=principal.web_session_id,
         )
     except Forbidden as exc:
         raise Bounce("/settings", error="Your current password didn't match.") from exc
