@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
 
     app.include_router(api_router())
     app.include_router(metrics.router)
-    if settings.mail_sink_dir:
+    if demo_mail.serves_demo_mail(settings):
         app.include_router(demo_mail.router)
     install_web(app, https=settings.base_url.startswith("https://"))
     # Inside the body cap: a retried request's body is bounded before it is kept for replay.

@@ -225,7 +225,7 @@ def run(*, host: str, port: int, smtp_port: int, seed_only: bool) -> None:
     typer.echo(f"  2. Window B: {base}/login as {PEOPLE[3].email} (a junior), My sessions,")
     typer.echo(f"     open “{TRANSCRIPTS[2][0]}”, write a note, press Escalate.")
     typer.echo("  3. Window A: it slides in with a toast. Press Pick Up; window B says who did.")
-    typer.echo(f"Emails are caught by a local sink and shown at {base}/demo/mail")
+    typer.echo(f"Emails are caught by a local sink; signed in, see your team's at {base}/demo/mail")
     typer.echo("")
     if seed_only:
         return

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -55,15 +57,25 @@ class CaughtMail:
         return part.get_content() if part is not None else ""
 
 
-def read_mail(directory: Path, limit: int = 50) -> list[CaughtMail]:
-    """The newest messages the sink caught, newest first."""
+def read_mail(
+    directory: Path, limit: int = 50, *, recipients: Collection[str] | None = None
+) -> list[CaughtMail]:
+    """The newest messages the sink caught, newest first; only those addressed to one of
+    ``recipients`` (email addresses, any case) when given."""
     if not directory.is_dir():
         return []
-    files = sorted(directory.glob("*.eml"), reverse=True)[:limit]
-    return [
-        CaughtMail(
-            f.name,
-            email.message_from_bytes(f.read_bytes(), policy=email.policy.default),
-        )
-        for f in files
-    ]
+    wanted = None if recipients is None else {r.lower() for r in recipients}
+    caught: list[CaughtMail] = []
+    for f in sorted(directory.glob("*.eml"), reverse=True):
+        if len(caught) >= limit:
+            break
+        message = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+        if wanted is not None and not (_addressees(message) & wanted):
+            continue
+        caught.append(CaughtMail(f.name, message))
+    return caught
+
+
+def _addressees(message: EmailMessage) -> set[str]:
+    headers = [str(value) for field in ("To", "Cc") for value in message.get_all(field, [])]
+    return {address.lower() for _name, address in email.utils.getaddresses(headers) if address}
