@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
+from lifeline.accounts.schemas import storable_text
 from lifeline.errors import LifelineError
 from lifeline.web.templating import plain_redirect, redirect, render
 
@@ -102,6 +103,27 @@ async def _closing_dependencies_first(
         scope[FUNCTION_STACK] = outer
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def _unstorable_form_fields(request: Request) -> list[str]:
+    """Names of posted form fields holding text that can't be stored (a NUL character)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method != "POST" or content_type not in FORM_TYPES:
+        return []
+    try:
+        form = await request.form()  # parsed once: the route's own Form() fields reuse it
+    except Exception:  # a malformed body is the route's own 4xx to give
+        return []
+    return sorted(
+        {
+            key if storable_text(key) else "request"
+            for key, value in form.multi_items()
+            if not storable_text(key) or (isinstance(value, str) and not storable_text(value))
+        }
+    )
+
+
 class PageRoute(APIRoute):
     """An APIRoute whose failures are rendered for people, not for API clients."""
 
@@ -109,6 +131,11 @@ class PageRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def page_handler(request: Request) -> Response:
+            unstorable = await _unstorable_form_fields(request)
+            if unstorable:
+                # Before anything reads the form (sign-in included): PostgreSQL can't store a
+                # NUL, and the API refuses one with a 422 as well.
+                return error_page(request, 422, f"Check these fields: {', '.join(unstorable)}.")
             try:
                 return await _closing_dependencies_first(handler, request)
             except SignInRequired:
