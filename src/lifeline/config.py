@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     email_cap_per_hour: int = Field(default=500, ge=0)
 
     heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Live streams (SSE + WebSocket) one user may hold open: the next SSE stream gets a 429,
+    # the next WebSocket is closed with 1008.
+    max_streams_per_user: int = Field(default=20, ge=1)
     presence_ttl_seconds: float = Field(default=45.0, gt=0)
 
     max_page_size: int = Field(default=100, ge=1)

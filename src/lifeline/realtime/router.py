@@ -19,7 +19,7 @@ from lifeline.accounts import service as accounts
 from lifeline.context import AppContext
 from lifeline.db import unit_of_work
 from lifeline.deps import ContextDep, CurrentUser, PageParams, SessionDep
-from lifeline.errors import LifelineError
+from lifeline.errors import LifelineError, TooManyRequests
 from lifeline.realtime import service
 from lifeline.realtime.audience import Viewer
 from lifeline.realtime.auth import StreamPrincipal, authenticate_stream, parse_last_event_id
@@ -47,6 +47,14 @@ class Unavailable(LifelineError):
     status_code = 503
 
 
+class TooManyStreams(TooManyRequests):
+    pass
+
+
+# A WebSocket over the per-user cap is accepted, then closed with this (policy violation).
+CLOSE_TOO_MANY = 1008
+
+
 def realtime_hub(ctx: AppContext) -> Hub:
     hub = ctx.services.get("hub")
     if not isinstance(hub, Hub):
@@ -61,6 +69,15 @@ class Opening:
     principal: StreamPrincipal
     floor: int | None
     origin: int
+
+    async def check_cap(self, hub: Hub, cap: int) -> None:
+        """Refuse a stream over the user's cap, counting their streams in every process."""
+        user_id = self.principal.user.id
+        counts = await hub.presence.connection_counts([user_id])
+        if max(counts.get(user_id, 0), hub.local_count(user_id)) >= cap:
+            raise TooManyStreams(
+                f"Too many live connections: at most {cap} per user; close one first"
+            )
 
     def subscribe(self, hub: Hub) -> Connection:
         return hub.connect(
@@ -92,8 +109,12 @@ async def event_stream(
 ) -> EventSourceResponse:
     hub = realtime_hub(ctx)
     opening = await open_stream(request, ctx, last_event_id)
+    cap = ctx.settings.max_streams_per_user
+    await opening.check_cap(hub, cap)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
+        if hub.local_count(opening.principal.user.id) >= cap:
+            return  # others opened meanwhile: end at once rather than pass the cap
         conn = opening.subscribe(hub)
         try:
             async for envelope in hub.stream(conn):
@@ -118,13 +139,22 @@ async def event_stream(
 async def websocket_stream(websocket: WebSocket) -> None:
     """The same events as ``/events``, one JSON text message each; ``?last_event_id=`` replays."""
     ctx: AppContext = websocket.app.state.ctx
+    cap = ctx.settings.max_streams_per_user
     try:
         hub = realtime_hub(ctx)
         opening = await open_stream(websocket, ctx, websocket.query_params.get("last_event_id"))
+        await opening.check_cap(hub, cap)
+    except TooManyStreams as exc:
+        await websocket.accept()
+        await websocket.close(code=CLOSE_TOO_MANY, reason=exc.detail[:120])
+        return
     except LifelineError as exc:
         await refuse(websocket, exc)
         return
     await websocket.accept()
+    if hub.local_count(opening.principal.user.id) >= cap:  # others opened meanwhile
+        await websocket.close(code=CLOSE_TOO_MANY, reason="Too many live connections")
+        return
     conn = opening.subscribe(hub)
     # A connection may live for days: keep the ids it needs, not the loaded user.
     del opening
