@@ -8,10 +8,16 @@ from sqlalchemy import ColumnElement, exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline.accounts.models import MANAGER_ROLES, Role, User
-from lifeline.ai_sessions.models import AISession, Message, MessageRole, SessionStatus
+from lifeline.ai_sessions.models import (
+    AISession,
+    Message,
+    MessageRole,
+    SessionSource,
+    SessionStatus,
+)
 from lifeline.ai_sessions.schemas import MessageCreate, MessageRead
 from lifeline.db import utcnow
-from lifeline.errors import Forbidden, NotFound
+from lifeline.errors import Conflict, Forbidden, NotFound
 from lifeline.handoffs.models import Handoff, Intent
 from lifeline.pagination import keyset, page
 from lifeline.realtime.events import AUDIENCE_ACCOUNT, record_event, restricted_audience
@@ -50,7 +56,14 @@ async def session_audience(db: AsyncSession, session: AISession) -> str:
 
 
 async def create_session(
-    *, db: AsyncSession, actor: User, title: str, messages: list[MessageCreate]
+    *,
+    db: AsyncSession,
+    actor: User,
+    title: str,
+    messages: list[MessageCreate],
+    source: SessionSource = SessionSource.API,
+    client_name: str | None = None,
+    external_id: str | None = None,
 ) -> AISession:
     now = utcnow()
     session = AISession(
@@ -60,12 +73,39 @@ async def create_session(
         status=SessionStatus.ACTIVE,
         created_at=now,
         updated_at=now,
+        source=source,
+        client_name=client_name,
+        external_id=external_id,
     )
     db.add(session)
     await db.flush()
     for item in messages:
         db.add(_message(session, actor, item.role, item.content))
     await db.flush()
+    return session
+
+
+async def find_external_session(
+    *, db: AsyncSession, user: User, source: SessionSource, external_id: str
+) -> AISession | None:
+    """The session an agent's own conversation id already names in the user's account.
+
+    One the user may not see is refused rather than hidden: the id is taken either way.
+    """
+    session = await db.scalar(
+        select(AISession).where(
+            AISession.account_id == user.account_id,
+            AISession.source == source,
+            AISession.external_id == external_id,
+        )
+    )
+    if session is None:
+        return None
+    visible = await db.scalar(
+        select(AISession.id).where(AISession.id == session.id, visible_to(user))
+    )
+    if visible is None:
+        raise Conflict("external_id: already used by a session you can't see")
     return session
 
 

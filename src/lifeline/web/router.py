@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Request, Response
 
 from lifeline.accounts.models import User
 from lifeline.ai_sessions import service as sessions
-from lifeline.ai_sessions.models import AISession, MessageRole, SessionStatus
+from lifeline.ai_sessions.models import AISession, MessageRole, SessionSource, SessionStatus
 from lifeline.ai_sessions.schemas import MAX_MESSAGE_LENGTH, MessageCreate
 from lifeline.deps import Principal, SessionDep
 from lifeline.errors import Conflict, Forbidden, NotFound
@@ -122,7 +122,11 @@ async def create_session(
     text = message.strip()
     first = [MessageCreate(role=MessageRole.USER, content=text)] if text else []
     session = await sessions.create_session(
-        db=db, actor=principal.user, title=title.strip() or "Untitled", messages=first
+        db=db,
+        actor=principal.user,
+        title=title.strip() or "Untitled",
+        messages=first,
+        source=SessionSource.WEB,
     )
     return redirect(request, f"/sessions/{session.id}", notice="Session started.")
 
