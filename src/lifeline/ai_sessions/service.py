@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline.accounts.models import MANAGER_ROLES, Role, User
@@ -190,3 +190,35 @@ async def last_messages(*, db: AsyncSession, session_id: str, count: int) -> lis
         )
     ).all()
     return list(reversed(rows))
+
+
+async def messages_after(
+    *, db: AsyncSession, session_id: str, after_id: str | None, exclude_author: str, limit: int
+) -> list[Message]:
+    """Transcript messages written after ``after_id`` by anyone but ``exclude_author``."""
+    query = select(Message).where(
+        Message.session_id == session_id,
+        or_(Message.author_user_id.is_(None), Message.author_user_id != exclude_author),
+    )
+    if after_id is not None:
+        anchor = await db.get(Message, after_id)
+        if anchor is None or anchor.session_id != session_id:
+            raise NotFound("Message not found in this session")
+        query = query.where(
+            or_(
+                Message.created_at > anchor.created_at,
+                and_(Message.created_at == anchor.created_at, Message.id > anchor.id),
+            )
+        )
+    rows = await db.scalars(query.order_by(Message.created_at, Message.id).limit(limit))
+    return list(rows.all())
+
+
+async def latest_message_id(*, db: AsyncSession, session_id: str) -> str | None:
+    message_id: str | None = await db.scalar(
+        select(Message.id)
+        .where(Message.session_id == session_id)
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    )
+    return message_id

@@ -155,6 +155,30 @@ async def get_handoff(*, db: AsyncSession, user: User, session_id: str, handoff_
     return handoff
 
 
+async def find_handoff(*, db: AsyncSession, user: User, handoff_id: str) -> Handoff:
+    """A handoff by id alone (agents know only that); another account's is "not found"."""
+    handoff = await db.scalar(
+        select(Handoff)
+        .where(Handoff.id == handoff_id, _visible_handoffs(user))
+        .execution_options(populate_existing=True)
+    )
+    if handoff is None:
+        raise NotFound("Handoff not found")
+    return handoff
+
+
+async def latest_escalation(*, db: AsyncSession, session_id: str) -> Handoff | None:
+    """The session's newest escalation, whatever its status."""
+    handoff: Handoff | None = await db.scalar(
+        select(Handoff)
+        .where(Handoff.session_id == session_id, Handoff.intent == Intent.ESCALATE)
+        .order_by(Handoff.created_at.desc(), Handoff.id.desc())
+        .limit(1)
+        .execution_options(populate_existing=True)
+    )
+    return handoff
+
+
 async def list_handoffs(
     *, db: AsyncSession, user: User, session_id: str, cursor: str | None, limit: int
 ) -> tuple[list[Handoff], str | None]:
