@@ -36,7 +36,9 @@ def install(app: FastAPI, settings: Settings) -> MCPServer:
         ctx: AppContext = app.state.ctx
         return ctx
 
-    server = build_server(context, base_url=settings.base_url)
+    server = build_server(
+        context, base_url=settings.base_url, progress_every=settings.agent_progress_seconds
+    )
     endpoint = server.streamable_http_app(
         streamable_http_path="/",
         # Bearer tokens only (no cookies), so a DNS-rebinding page has nothing to ride on; the

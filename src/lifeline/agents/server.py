@@ -32,7 +32,7 @@ from lifeline.agents.schemas import (
     ReplyResult,
     TranscriptEntry,
 )
-from lifeline.agents.waits import clamp_timeout, wait_for
+from lifeline.agents.waits import PROGRESS_EVERY_SECONDS, clamp_timeout, wait_for
 from lifeline.ai_sessions.models import MessageRole
 from lifeline.ai_sessions.schemas import MAX_MESSAGE_LENGTH
 from lifeline.context import AppContext
@@ -98,7 +98,9 @@ def _client_name(ctx: Context) -> str | None:
     return str(name)[:200] if name else None
 
 
-def build_server(context: ContextGetter, *, base_url: str) -> MCPServer:
+def build_server(
+    context: ContextGetter, *, base_url: str, progress_every: float = PROGRESS_EVERY_SECONDS
+) -> MCPServer:
     """The tools, bound to the application whose context ``context`` returns once it runs."""
     server: MCPServer = MCPServer(
         "lifeline",
@@ -222,6 +224,7 @@ def build_server(context: ContextGetter, *, base_url: str) -> MCPServer:
             seconds=timeout,
             check=check,
             progress=reporter(ctx, "Waiting for a teammate to pick it up"),
+            progress_every=progress_every,
         )
         if result is not None:
             return result
@@ -263,6 +266,7 @@ def build_server(context: ContextGetter, *, base_url: str) -> MCPServer:
             seconds=timeout,
             check=check,
             progress=reporter(ctx, "Waiting for a reply"),
+            progress_every=progress_every,
         )
         return result if result is not None else first
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from lifeline import metrics
 from lifeline.realtime.waiters import Waiters
 
 T = TypeVar("T")
@@ -46,7 +47,7 @@ async def wait_for(
     started = time.monotonic()
     deadline = started + seconds
     next_progress = started + progress_every
-    with waiters.watch(session_id) as wake:
+    with waiters.watch(session_id) as wake, metrics.agent_waits.track_inprogress():
         while True:
             wake.clear()
             result = await check(time.monotonic() - started)
