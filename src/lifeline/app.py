@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
                 closers.append(closer)
         # The MCP endpoint is a mounted app: its own lifespan never runs, so its session
         # manager runs from here, for the life of the process.
-        closers.append(await agents_http.start(mcp_server))
+        closers.append(await agents_http.start(mcp_endpoint))
         try:
             yield
         finally:
@@ -140,8 +140,8 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
     if settings.mail_sink_dir:
         app.include_router(demo_mail.router)
     install_web(app, https=settings.base_url.startswith("https://"))
-    mcp_server = agents_http.install(app, settings)
-    app.state.mcp = mcp_server
+    mcp_endpoint = agents_http.install(app, settings)
+    app.state.mcp = mcp_endpoint.server
     # Added last, so outermost: even a 413 carries its X-Request-ID.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(NulInUrlMiddleware)

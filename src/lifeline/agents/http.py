@@ -29,7 +29,32 @@ class McpExactPath:
         await self.app(scope, receive, send)
 
 
-def install(app: FastAPI, settings: Settings) -> MCPServer:
+class McpEndpoint:
+    """The SDK's HTTP app, made afresh for each run of the application's lifespan.
+
+    A session manager runs once only, and one application may be started more than once (tests
+    do), so each start builds a new one and this mount point forwards to it.
+    """
+
+    def __init__(self, server: MCPServer) -> None:
+        self.server = server
+        self._app: ASGIApp | None = None
+
+    def rebuild(self) -> None:
+        self._app = self.server.streamable_http_app(
+            streamable_http_path="/",
+            # Bearer tokens only (no cookies), so a DNS-rebinding page has nothing to ride on;
+            # the SDK's default Host allow-list would refuse every host name but localhost.
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            raise RuntimeError("the MCP endpoint is used before the application started")
+        await self._app(scope, receive, send)
+
+
+def install(app: FastAPI, settings: Settings) -> McpEndpoint:
     """Mount the endpoint; the caller runs :func:`start` in its lifespan."""
 
     def context() -> AppContext:
@@ -39,23 +64,20 @@ def install(app: FastAPI, settings: Settings) -> MCPServer:
     server = build_server(
         context, base_url=settings.base_url, progress_every=settings.agent_progress_seconds
     )
-    endpoint = server.streamable_http_app(
-        streamable_http_path="/",
-        # Bearer tokens only (no cookies), so a DNS-rebinding page has nothing to ride on; the
-        # SDK's default Host allow-list would refuse every host name but localhost.
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-    )
+    endpoint = McpEndpoint(server)
     app.mount(MOUNT, endpoint)
     app.add_middleware(McpExactPath)
-    return server
+    return endpoint
 
 
-async def start(server: MCPServer) -> Callable[[], Awaitable[None]]:
-    """Run the SDK's session manager in a task of its own until the returned stop is awaited.
+async def start(endpoint: McpEndpoint) -> Callable[[], Awaitable[None]]:
+    """Run a new session manager in a task of its own until the returned stop is awaited.
 
     Its task group must be left by the task that entered it, and a lifespan's start and end
     don't always run in one task (test harnesses drive them from fixtures).
     """
+    endpoint.rebuild()
+    server = endpoint.server
     ready = asyncio.Event()
     stop = asyncio.Event()
 

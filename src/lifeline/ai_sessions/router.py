@@ -15,7 +15,17 @@ from lifeline.deps import CurrentUser, IdempotencyKey, PageParams, SessionDep
 router = APIRouter(prefix="/ai-sessions", tags=["ai-sessions"])
 
 
-@router.post("", response_model=schemas.SessionRead, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=schemas.SessionRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {
+            "model": schemas.SessionRead,
+            "description": "A session with this external_id exists already: that session",
+        }
+    },
+)
 async def create_session(
     db: SessionDep,
     user: CurrentUser,
