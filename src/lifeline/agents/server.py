@@ -130,6 +130,15 @@ def build_server(
         except LifelineError as exc:
             raise ToolError(exc.detail) from exc
 
+    @asynccontextmanager
+    async def reading(ctx: AppContext) -> AsyncIterator[AsyncSession]:
+        """A wait's re-check: the caller was authenticated when the wait began."""
+        try:
+            async with unit_of_work(ctx.sessionmaker, ctx.after_commit) as db:
+                yield db
+        except LifelineError as exc:
+            raise ToolError(exc.detail) from exc
+
     def waiters_of(ctx: AppContext) -> Waiters:
         hub = ctx.services.get("hub")
         if hub is None:  # no real-time layer: progress ticks re-check instead
@@ -212,7 +221,7 @@ def build_server(
             return first
 
         async def check(elapsed: float) -> PickupResult | None:
-            async with acting() as (_, db, user):
+            async with reading(app_ctx) as db:
                 state = await service.pickup_state(
                     db=db, user=user, handoff_id=handoff_id, waited_seconds=elapsed
                 )
@@ -254,7 +263,7 @@ def build_server(
             return first
 
         async def check(_elapsed: float) -> ReplyResult | None:
-            async with acting() as (_, db, user):
+            async with reading(app_ctx) as db:
                 state = await service.reply_state(
                     db=db, user=user, session_id=session_id, after_id=anchor
                 )
