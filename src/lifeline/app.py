@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lifeline import __version__, metrics, unavailable
 from lifeline.accounts.router import router as accounts_router
+from lifeline.agents import http as agents_http
 from lifeline.ai_sessions.router import router as ai_sessions_router
 from lifeline.analytics.router import router as analytics_router
 from lifeline.config import Settings, get_settings
@@ -84,6 +85,9 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
             closer = await plugin(app, ctx)
             if closer is not None:
                 closers.append(closer)
+        # The MCP endpoint is a mounted app: its own lifespan never runs, so its session
+        # manager runs from here, for the life of the process.
+        closers.append(await agents_http.start(mcp_endpoint))
         try:
             yield
         finally:
@@ -137,6 +141,8 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
     if demo_mail.serves_demo_mail(settings):
         app.include_router(demo_mail.router)
     install_web(app, https=settings.base_url.startswith("https://"))
+    mcp_endpoint = agents_http.install(app, settings)
+    app.state.mcp = mcp_endpoint.server
     # Inside the body cap: a retried request's body is bounded before it is kept for replay.
     app.add_middleware(RetryTransientMiddleware)
     # Added last, so outermost: even a 413 carries its X-Request-ID.

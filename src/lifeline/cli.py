@@ -17,6 +17,7 @@ from lifeline import migrate
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import Role, User
 from lifeline.after_commit import AfterCommitRunner, TaskSet
+from lifeline.agents import cli as agents_cli
 from lifeline.config import Settings, get_settings
 from lifeline.db import create_engine, create_sessionmaker, unit_of_work
 from lifeline.errors import LifelineError
@@ -32,6 +33,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(account_app, name="account")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+# Agents' commands: they talk to a server over HTTP and never open the database.
+app.command("mcp")(agents_cli.mcp)
+app.command("escalate")(agents_cli.escalate)
+app.add_typer(agents_cli.hook_app, name="hook")
 
 T = TypeVar("T")
 

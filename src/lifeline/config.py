@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # the next WebSocket is closed with 1008.
     max_streams_per_user: int = Field(default=20, ge=1)
     presence_ttl_seconds: float = Field(default=45.0, gt=0)
+    # An agent's wait (MCP) reports progress this often, so clients keep the call alive.
+    agent_progress_seconds: float = Field(default=10.0, gt=0)
 
     max_page_size: int = Field(default=100, ge=1)
     # The demo's mail sink writes each caught message here; /demo/mail shows them.

@@ -79,6 +79,14 @@ TRANSCRIPTS = [
 ]
 
 
+def claude_mcp_add_line(base: str, token: str) -> str:
+    """The ready-made command that points Claude Code at this server's MCP endpoint."""
+    return (
+        f"claude mcp add --transport http lifeline {base.rstrip('/')}/mcp/ "
+        f'--header "Authorization: Bearer {token}"'
+    )
+
+
 def _echo(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -226,6 +234,10 @@ def run(*, host: str, port: int, smtp_port: int, seed_only: bool) -> None:
     typer.echo(f"     open “{TRANSCRIPTS[2][0]}”, write a note, press Escalate.")
     typer.echo("  3. Window A: it slides in with a toast. Press Pick Up; window B says who did.")
     typer.echo(f"Emails are caught by a local sink; signed in, see your team's at {base}/demo/mail")
+    typer.echo("")
+    junior_token = next(secret for person, _user, secret in rows if person.key == "junior")
+    typer.echo(f"Let Claude Code escalate as {PEOPLE[3].name} (the junior):")
+    typer.echo(f"  {claude_mcp_add_line(base, junior_token)}")
     typer.echo("")
     if seed_only:
         return

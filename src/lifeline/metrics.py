@@ -85,6 +85,12 @@ connections = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livesum",
 )
+agent_waits = Gauge(
+    "lifeline_agent_waits",
+    "AI agents' waits (MCP wait_for_pickup / wait_for_reply) in progress in this process.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
 
 for _intent in ("park", "escalate"):
     handoffs_created.labels(intent=_intent)

@@ -35,7 +35,11 @@ async def test_create_and_read_a_session_with_its_transcript(
         "assigned_to",
         "created_at",
         "updated_at",
+        "source",
+        "client_name",
+        "external_id",
     }
+    assert session["source"] == "api" and session["external_id"] is None
     assert session["status"] == "active" and session["created_by"] == team["eng"].id
     assert session["assigned_to"] is None and session["title"] == "Hanging job"
     assert session["created_at"].endswith(("Z", "+00:00"))

@@ -61,6 +61,8 @@ async def test_escalate_then_pick_up_assigns_the_claimer(
         "intent",
         "status",
         "note",
+        "brief",
+        "answer",
         "created_by",
         "created_at",
         "claimed_by",

@@ -24,11 +24,32 @@ class MessageRole(enum.StrEnum):
     ASSISTANT = "assistant"
     SYSTEM = "system"
     NOTE = "note"
+    TOOL = "tool"
+
+
+class SessionSource(enum.StrEnum):
+    """Where a session was started; ``mcp`` is any MCP client (its name is ``client_name``)."""
+
+    WEB = "web"
+    API = "api"
+    MCP = "mcp"
+    CLAUDE_CODE = "claude-code"
+    CLI = "cli"
 
 
 class AISession(Base):
     __tablename__ = "ai_sessions"
-    __table_args__ = (Index("ix_ai_sessions_account_created", "account_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_ai_sessions_account_created", "account_id", "created_at", "id"),
+        # An agent's own conversation id lands on one session per account and source.
+        Index(
+            "uq_ai_sessions_account_source_external",
+            "account_id",
+            "source",
+            "external_id",
+            unique=True,
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
@@ -38,6 +59,9 @@ class AISession(Base):
     status: Mapped[str] = mapped_column(String(16), default=SessionStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(32), default=SessionSource.API, server_default="api")
+    client_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
 class Message(Base):

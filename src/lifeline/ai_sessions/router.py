@@ -9,13 +9,23 @@ from fastapi import APIRouter, Query, Request, Response, status
 from lifeline import idempotency
 from lifeline.ai_sessions import schemas
 from lifeline.ai_sessions import service as sessions
-from lifeline.ai_sessions.models import SessionStatus
+from lifeline.ai_sessions.models import SessionSource, SessionStatus
 from lifeline.deps import CurrentUser, IdempotencyKey, PageParams, SessionDep
 
 router = APIRouter(prefix="/ai-sessions", tags=["ai-sessions"])
 
 
-@router.post("", response_model=schemas.SessionRead, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=schemas.SessionRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {
+            "model": schemas.SessionRead,
+            "description": "A session with this external_id exists already: that session",
+        }
+    },
+)
 async def create_session(
     db: SessionDep,
     user: CurrentUser,
@@ -24,9 +34,23 @@ async def create_session(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> schemas.SessionRead:
+    source = SessionSource(body.source)
+    if body.external_id is not None:
+        existing = await sessions.find_external_session(
+            db=db, user=user, source=source, external_id=body.external_id
+        )
+        if existing is not None:
+            response.status_code = status.HTTP_200_OK
+            return schemas.SessionRead.model_validate(existing)
+
     async def create() -> dict[str, Any]:
         session = await sessions.create_session(
-            db=db, actor=user, title=body.title, messages=body.messages
+            db=db,
+            actor=user,
+            title=body.title,
+            messages=body.messages,
+            source=source,
+            external_id=body.external_id,
         )
         return schemas.SessionRead.model_validate(session).model_dump(mode="json")
 

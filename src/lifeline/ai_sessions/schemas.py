@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lifeline.accounts.schemas import StrictModel
-from lifeline.ai_sessions.models import MessageRole, SessionStatus
+from lifeline.ai_sessions.models import MessageRole, SessionSource, SessionStatus
 
 MAX_MESSAGE_LENGTH = 100_000
 
@@ -20,6 +21,10 @@ class MessageCreate(StrictModel):
 class SessionCreate(StrictModel):
     title: str = Field(min_length=1, max_length=300)
     messages: list[MessageCreate] = Field(default_factory=list, max_length=500)
+    # Scripts and hooks say what they are; "web" and "mcp" are set by those surfaces only.
+    source: Literal["api", "cli", "claude-code"] = "api"
+    # The caller's own conversation id: creating again with it returns the same session (200).
+    external_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class SessionRead(BaseModel):
@@ -32,6 +37,9 @@ class SessionRead(BaseModel):
     assigned_to: str | None
     created_at: datetime
     updated_at: datetime
+    source: SessionSource = SessionSource.API
+    client_name: str | None = None
+    external_id: str | None = None
 
 
 class SessionList(BaseModel):

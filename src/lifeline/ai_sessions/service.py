@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline.accounts.models import MANAGER_ROLES, Role, User
-from lifeline.ai_sessions.models import AISession, Message, MessageRole, SessionStatus
+from lifeline.ai_sessions.models import (
+    AISession,
+    Message,
+    MessageRole,
+    SessionSource,
+    SessionStatus,
+)
 from lifeline.ai_sessions.schemas import MessageCreate, MessageRead
 from lifeline.db import utcnow
-from lifeline.errors import Forbidden, NotFound
+from lifeline.errors import Conflict, Forbidden, NotFound
 from lifeline.handoffs.models import Handoff, Intent
 from lifeline.pagination import keyset, page
 from lifeline.realtime.events import AUDIENCE_ACCOUNT, record_event, restricted_audience
@@ -50,7 +56,14 @@ async def session_audience(db: AsyncSession, session: AISession) -> str:
 
 
 async def create_session(
-    *, db: AsyncSession, actor: User, title: str, messages: list[MessageCreate]
+    *,
+    db: AsyncSession,
+    actor: User,
+    title: str,
+    messages: list[MessageCreate],
+    source: SessionSource = SessionSource.API,
+    client_name: str | None = None,
+    external_id: str | None = None,
 ) -> AISession:
     now = utcnow()
     session = AISession(
@@ -60,12 +73,39 @@ async def create_session(
         status=SessionStatus.ACTIVE,
         created_at=now,
         updated_at=now,
+        source=source,
+        client_name=client_name,
+        external_id=external_id,
     )
     db.add(session)
     await db.flush()
     for item in messages:
         db.add(_message(session, actor, item.role, item.content))
     await db.flush()
+    return session
+
+
+async def find_external_session(
+    *, db: AsyncSession, user: User, source: SessionSource, external_id: str
+) -> AISession | None:
+    """The session an agent's own conversation id already names in the user's account.
+
+    One the user may not see is refused rather than hidden: the id is taken either way.
+    """
+    session = await db.scalar(
+        select(AISession).where(
+            AISession.account_id == user.account_id,
+            AISession.source == source,
+            AISession.external_id == external_id,
+        )
+    )
+    if session is None:
+        return None
+    visible = await db.scalar(
+        select(AISession.id).where(AISession.id == session.id, visible_to(user))
+    )
+    if visible is None:
+        raise Conflict("external_id: already used by a session you can't see")
     return session
 
 
@@ -150,3 +190,35 @@ async def last_messages(*, db: AsyncSession, session_id: str, count: int) -> lis
         )
     ).all()
     return list(reversed(rows))
+
+
+async def messages_after(
+    *, db: AsyncSession, session_id: str, after_id: str | None, exclude_author: str, limit: int
+) -> list[Message]:
+    """Transcript messages written after ``after_id`` by anyone but ``exclude_author``."""
+    query = select(Message).where(
+        Message.session_id == session_id,
+        or_(Message.author_user_id.is_(None), Message.author_user_id != exclude_author),
+    )
+    if after_id is not None:
+        anchor = await db.get(Message, after_id)
+        if anchor is None or anchor.session_id != session_id:
+            raise NotFound("Message not found in this session")
+        query = query.where(
+            or_(
+                Message.created_at > anchor.created_at,
+                and_(Message.created_at == anchor.created_at, Message.id > anchor.id),
+            )
+        )
+    rows = await db.scalars(query.order_by(Message.created_at, Message.id).limit(limit))
+    return list(rows.all())
+
+
+async def latest_message_id(*, db: AsyncSession, session_id: str) -> str | None:
+    message_id: str | None = await db.scalar(
+        select(Message.id)
+        .where(Message.session_id == session_id)
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    )
+    return message_id

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lifeline.db import Base, UTCDateTime, new_id, utcnow
@@ -48,6 +49,10 @@ class Handoff(Base):
     intent: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
+    # What an agent (or the Escalate form) says is needed: {ask, tried, error, context}.
+    brief: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The resolver's answer, handed back to a waiting agent.
+    answer: Mapped[str | None] = mapped_column(Text, default=None)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)

@@ -60,7 +60,12 @@ async def create_handoff(
 ) -> schemas.HandoffRead:
     async def create() -> dict[str, Any]:
         handoff = await handoffs.create_handoff(
-            db=db, actor=user, session_id=session_id, intent=body.intent, note=body.note
+            db=db,
+            actor=user,
+            session_id=session_id,
+            intent=body.intent,
+            note=body.note,
+            brief=body.brief.model_dump(mode="json") if body.brief else None,
         )
         metrics.handoff_created(handoff.intent)
         return schemas.HandoffRead.model_validate(handoff).model_dump(mode="json")
@@ -126,7 +131,32 @@ async def _counted_claim(**kwargs: Any) -> Handoff:
 
 _transition_route("claim", _counted_claim, "Pick Up an escalation")
 _transition_route("release", handoffs.release_handoff, "Put a picked-up escalation back")
-_transition_route("resolve", handoffs.resolve_handoff, "Mark the handoff done")
+
+
+@router.post(
+    "/handoffs/{handoff_id}/resolve",
+    response_model=schemas.HandoffRead,
+    summary="Mark the handoff done",
+    responses={403: {"description": "not allowed"}, 404: {}, 409: {}},
+)
+async def resolve_handoff(
+    db: SessionDep,
+    user: SeniorUser,
+    session_id: str,
+    handoff_id: str,
+    body: schemas.HandoffResolve | None = None,
+) -> schemas.HandoffRead:
+    """Done; an optional ``answer`` goes back to whoever escalated (an agent waits for it)."""
+    handoff = await handoffs.resolve_handoff(
+        db=db,
+        actor=user,
+        session_id=session_id,
+        handoff_id=handoff_id,
+        answer=body.answer if body else None,
+    )
+    return schemas.HandoffRead.model_validate(handoff)
+
+
 _transition_route("cancel", handoffs.cancel_handoff, "Withdraw the handoff")
 
 __all__ = ["queue_router", "router"]

@@ -63,7 +63,13 @@ async def _set_session(
 
 
 async def create_handoff(
-    *, db: AsyncSession, actor: User, session_id: str, intent: Intent, note: str
+    *,
+    db: AsyncSession,
+    actor: User,
+    session_id: str,
+    intent: Intent,
+    note: str,
+    brief: dict[str, Any] | None = None,
 ) -> Handoff:
     """Park (private, no fan-out) or escalate (the team is told once this commits)."""
     session = await sessions.get_visible_session(db=db, user=actor, session_id=session_id)
@@ -77,7 +83,8 @@ async def create_handoff(
         account_id=session.account_id,
         intent=intent,
         status=HandoffStatus.OPEN,
-        note=note,
+        note=note or (brief or {}).get("ask", ""),
+        brief=brief,
         created_by=actor.id,
         created_at=now,
         queued_at=now,
@@ -148,6 +155,30 @@ async def get_handoff(*, db: AsyncSession, user: User, session_id: str, handoff_
     )
     if handoff is None:
         raise NotFound("Handoff not found")
+    return handoff
+
+
+async def find_handoff(*, db: AsyncSession, user: User, handoff_id: str) -> Handoff:
+    """A handoff by id alone (agents know only that); another account's is "not found"."""
+    handoff = await db.scalar(
+        select(Handoff)
+        .where(Handoff.id == handoff_id, _visible_handoffs(user))
+        .execution_options(populate_existing=True)
+    )
+    if handoff is None:
+        raise NotFound("Handoff not found")
+    return handoff
+
+
+async def latest_escalation(*, db: AsyncSession, session_id: str) -> Handoff | None:
+    """The session's newest escalation, whatever its status."""
+    handoff: Handoff | None = await db.scalar(
+        select(Handoff)
+        .where(Handoff.session_id == session_id, Handoff.intent == Intent.ESCALATE)
+        .order_by(Handoff.created_at.desc(), Handoff.id.desc())
+        .limit(1)
+        .execution_options(populate_existing=True)
+    )
     return handoff
 
 
@@ -322,12 +353,26 @@ async def release_claims_of(*, db: AsyncSession, user: User) -> list[Handoff]:
 
 
 async def resolve_handoff(
-    *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
+    *,
+    db: AsyncSession,
+    actor: User,
+    session_id: str,
+    handoff_id: str,
+    answer: str | None = None,
 ) -> Handoff:
-    """Done. An escalation is resolved by its claimer; a park by its creator (resuming it)."""
+    """Done. An escalation is resolved by its claimer; a park by its creator (resuming it).
+
+    ``answer`` is handed back to whoever escalated (an agent waiting on it, for one).
+    """
     handoff = await get_handoff(db=db, user=actor, session_id=session_id, handoff_id=handoff_id)
     now = utcnow()
-    values = {"status": HandoffStatus.RESOLVED, "resolved_by": actor.id, "resolved_at": now}
+    values: dict[str, Any] = {
+        "status": HandoffStatus.RESOLVED,
+        "resolved_by": actor.id,
+        "resolved_at": now,
+    }
+    if answer:
+        values["answer"] = answer
     if handoff.intent == Intent.PARK:
         guard = [Handoff.status == HandoffStatus.OPEN, Handoff.created_by == actor.id]
         session_status = SessionStatus.ACTIVE

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import jinja2
 from sqlalchemy import select
@@ -51,6 +52,21 @@ class Wave:
     note: str
     transcript: tuple[TranscriptLine, ...]
     link: str
+    # From an agent's brief (or the Escalate form's extra fields), when there is one.
+    tried: str | None = None
+    error: str | None = None
+    context_lines: tuple[str, ...] = ()
+
+
+def brief_context_lines(brief: dict[str, Any] | None) -> tuple[str, ...]:
+    """``repo: …``, ``branch: …``, … of a brief's context, in a fixed order, non-empty only."""
+    context = (brief or {}).get("context") or {}
+    lines = [
+        f"{key}: {context[key]}" for key in ("repo", "branch", "commit", "url") if context.get(key)
+    ]
+    if context.get("files"):
+        lines.append("files: " + ", ".join(context["files"]))
+    return tuple(lines)
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,9 @@ async def load_notifications(
             note=handoff.note,
             transcript=transcripts[session.id],
             link=f"{base_url.rstrip('/')}/sessions/{session.id}",
+            tried=(handoff.brief or {}).get("tried"),
+            error=(handoff.brief or {}).get("error"),
+            context_lines=brief_context_lines(handoff.brief),
         )
         notifications.append(
             Notification(delivery=c, recipient=recipients[c.recipient_user_id], wave=wave)

@@ -26,6 +26,7 @@ from lifeline.realtime.audience import Viewer, may_see
 from lifeline.realtime.broker import DropNotice, Notice
 from lifeline.realtime.events import event_message
 from lifeline.realtime.presence import MemoryPresence, Presence
+from lifeline.realtime.waiters import Waiters
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,8 @@ class Hub:
         self.queue_size = queue_size
         self.catch_up_limit = catch_up_limit
         self.presence: Presence = MemoryPresence(self)
+        # Agents' long-polls: not connections, never counted as presence.
+        self.waiters = Waiters()
         self._by_account: dict[str, set[Connection]] = {}
         self._by_user: dict[str, set[Connection]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -247,6 +250,7 @@ class Hub:
         if isinstance(notice, DropNotice):
             self.drop(notice)
             return
+        self.waiters.notify(notice)
         envelope: Envelope | None = None
         for conn in tuple(self._by_account.get(notice.account_id, ())):
             if may_see(conn.viewer, notice.account_id, notice.audience):
@@ -267,6 +271,7 @@ class Hub:
     async def broker_resumed(self) -> None:
         """Deliver from the log whatever was published while the broker was away."""
         await self.presence.refresh()
+        self.waiters.wake_all()
         for account_id in tuple(self._by_account):
             await self._catch_up(account_id)
 

@@ -13,14 +13,14 @@ from fastapi import APIRouter, Form, Request, Response
 
 from lifeline.accounts.models import Role, User
 from lifeline.ai_sessions import service as sessions
-from lifeline.ai_sessions.models import AISession, MessageRole, SessionStatus
+from lifeline.ai_sessions.models import AISession, MessageRole, SessionSource, SessionStatus
 from lifeline.ai_sessions.schemas import MAX_MESSAGE_LENGTH, MessageCreate
 from lifeline.deps import Principal, SessionDep
 from lifeline.errors import Conflict, Forbidden, NotFound
 from lifeline.handoffs import service as handoffs
 from lifeline.handoffs.models import Handoff, HandoffStatus, Intent
-from lifeline.handoffs.schemas import MAX_NOTE_LENGTH
-from lifeline.web import views
+from lifeline.handoffs.schemas import MAX_ANSWER_LENGTH, MAX_BRIEF_TEXT, MAX_NOTE_LENGTH
+from lifeline.web import agent_views, views
 from lifeline.web.auth import FormPrincipal, WebPrincipal
 from lifeline.web.routing import Bounce, PageRoute, local_path
 from lifeline.web.templating import redirect, render
@@ -122,7 +122,11 @@ async def create_session(
     text = message.strip()
     first = [MessageCreate(role=MessageRole.USER, content=text)] if text else []
     session = await sessions.create_session(
-        db=db, actor=principal.user, title=title.strip() or "Untitled", messages=first
+        db=db,
+        actor=principal.user,
+        title=title.strip() or "Untitled",
+        messages=first,
+        source=SessionSource.WEB,
     )
     return redirect(request, f"/sessions/{session.id}", notice="Session started.")
 
@@ -162,6 +166,8 @@ def _session_actions(
         "can_cancel": active is not None and active.created_by == user.id,
         "can_resume": my_park is not None,
         "can_write": owner,
+        # The senior who picked it up (or anyone who may write there) answers the escalator.
+        "can_reply": owner and active is not None and active.created_by != user.id,
     }
 
 
@@ -200,6 +206,8 @@ async def session_page(
             report=report,
             live_from=live_from,
             note_max=MAX_NOTE_LENGTH,
+            answer_max=MAX_ANSWER_LENGTH,
+            via=agent_views.via_label(session),
             **_session_actions(user, session, active, my_park),
         ),
     )
@@ -213,13 +221,35 @@ async def hand_off(
     session_id: str,
     intent: Annotated[Intent, Form()],
     note: Annotated[str, Form(max_length=MAX_NOTE_LENGTH)] = "",
+    tried: Annotated[str, Form(max_length=MAX_BRIEF_TEXT)] = "",
+    error: Annotated[str, Form(max_length=MAX_BRIEF_TEXT)] = "",
+    repo: Annotated[str, Form(max_length=500)] = "",
+    branch: Annotated[str, Form(max_length=500)] = "",
+    commit: Annotated[str, Form(max_length=500)] = "",
+    files: Annotated[str, Form(max_length=MAX_BRIEF_TEXT)] = "",
+    url: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     user = principal.user
     require_senior(user)
     here = f"/sessions/{session_id}"
+    brief = None
+    if intent == Intent.ESCALATE:
+        try:
+            brief = agent_views.brief_from_form(
+                note=note,
+                tried=tried,
+                error=error,
+                repo=repo,
+                branch=branch,
+                commit=commit,
+                files=files,
+                url=url,
+            )
+        except ValueError as exc:
+            raise Bounce(here, error=str(exc)) from exc
     try:
         await handoffs.create_handoff(
-            db=db, actor=user, session_id=session_id, intent=intent, note=note.strip()
+            db=db, actor=user, session_id=session_id, intent=intent, note=note.strip(), brief=brief
         )
     except Conflict as exc:
         raise Bounce(here, error=exc.detail) from exc
@@ -237,8 +267,9 @@ async def handoff_action(
     handoff_id: str,
     action: str,
     back: Annotated[str | None, Form()] = None,
+    answer: Annotated[str, Form(max_length=MAX_ANSWER_LENGTH)] = "",
 ) -> Response:
-    """Pick Up (claim), Release, Resolve or Withdraw (cancel)."""
+    """Pick Up (claim), Release, Resolve (with an optional answer) or Withdraw (cancel)."""
     transitions = {
         "claim": handoffs.claim_handoff,
         "release": handoffs.release_handoff,
@@ -251,8 +282,9 @@ async def handoff_action(
     user = principal.user
     require_senior(user)
     here = f"/sessions/{session_id}"
+    extra = {"answer": answer.strip() or None} if action == "resolve" else {}
     try:
-        await transition(db=db, actor=user, session_id=session_id, handoff_id=handoff_id)
+        await transition(db=db, actor=user, session_id=session_id, handoff_id=handoff_id, **extra)
     except Conflict as exc:
         # Losing a Pick Up race is normal: say who has it and carry on.
         raise Bounce(local_path(back, here), error=exc.detail) from exc

@@ -1,0 +1,1 @@
+"""AI agents escalate for themselves: the MCP server, its tools, and the CLI forms."""

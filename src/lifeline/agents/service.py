@@ -1,0 +1,195 @@
+"""What an agent's tools do: escalate with a brief, read where it stands, read the replies.
+
+Everything here runs inside the caller's unit of work and only flushes; the acting user is the
+token's, never an argument.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lifeline.accounts.models import SENIOR_ROLES, Role, User
+from lifeline.accounts.schemas import UserRef
+from lifeline.agents.schemas import (
+    AgentMessage,
+    EscalateResult,
+    HandoffView,
+    PickupResult,
+    ReplyResult,
+    TranscriptEntry,
+)
+from lifeline.ai_sessions import service as sessions
+from lifeline.ai_sessions.models import AISession, Message, MessageRole, SessionSource
+from lifeline.ai_sessions.schemas import MessageCreate
+from lifeline.errors import Forbidden
+from lifeline.handoffs import service as handoffs
+from lifeline.handoffs.models import Handoff, HandoffStatus, Intent
+from lifeline.handoffs.schemas import Brief
+
+MAX_TITLE = 120
+REPLY_BATCH = 100
+LIVE = (HandoffStatus.OPEN, HandoffStatus.CLAIMED)
+
+
+def session_url(base_url: str, session_id: str) -> str:
+    return f"{base_url.rstrip('/')}/sessions/{session_id}"
+
+
+def title_from(ask: str) -> str:
+    first_line = ask.strip().splitlines()[0] if ask.strip() else "Escalation"
+    return first_line if len(first_line) <= MAX_TITLE else first_line[: MAX_TITLE - 1] + "…"
+
+
+async def user_ref(db: AsyncSession, user_id: str | None) -> UserRef | None:
+    if user_id is None:
+        return None
+    user = await db.get(User, user_id)
+    return UserRef(id=user_id, name=user.name if user else "a former member")
+
+
+def _escalated(handoff: Handoff, base_url: str, *, created: bool) -> EscalateResult:
+    return EscalateResult(
+        handoff_id=handoff.id,
+        session_id=handoff.session_id,
+        status=handoff.status,
+        url=session_url(base_url, handoff.session_id),
+        created=created,
+    )
+
+
+async def _live_escalation(db: AsyncSession, session_id: str) -> Handoff | None:
+    latest = await handoffs.latest_escalation(db=db, session_id=session_id)
+    return latest if latest is not None and latest.status in LIVE else None
+
+
+async def _external_session(db: AsyncSession, actor: User, external_id: str) -> AISession | None:
+    return await sessions.find_external_session(
+        db=db, user=actor, source=SessionSource.MCP, external_id=external_id
+    )
+
+
+async def escalate(
+    *,
+    db: AsyncSession,
+    actor: User,
+    base_url: str,
+    brief: Brief,
+    title: str | None,
+    transcript: list[TranscriptEntry],
+    session_id: str | None,
+    external_id: str | None,
+    client_name: str | None,
+) -> EscalateResult:
+    """Escalate for an agent; the same conversation while its escalation is live gets it back."""
+    if Role(actor.role) not in SENIOR_ROLES:
+        raise Forbidden("Engineer or admin access required: a viewer can't escalate")
+    session: AISession | None = None
+    if session_id is not None:
+        session = await sessions.get_visible_session(db=db, user=actor, session_id=session_id)
+    elif external_id is not None:
+        session = await _external_session(db, actor, external_id)
+    if session is not None:
+        live = await _live_escalation(db, session.id)
+        if live is not None:
+            return _escalated(live, base_url, created=False)
+    else:
+        messages = [MessageCreate(role=MessageRole(e.role), content=e.content) for e in transcript]
+        try:
+            async with db.begin_nested():
+                session = await sessions.create_session(
+                    db=db,
+                    actor=actor,
+                    title=title or title_from(brief.ask),
+                    messages=messages,
+                    source=SessionSource.MCP,
+                    client_name=client_name,
+                    external_id=external_id,
+                )
+        except IntegrityError:
+            # The same conversation escalated at the same moment by a retry: use the winner's.
+            assert external_id is not None
+            session = await _external_session(db, actor, external_id)
+            if session is None:
+                raise
+            live = await _live_escalation(db, session.id)
+            if live is not None:
+                return _escalated(live, base_url, created=False)
+    handoff = await handoffs.create_handoff(
+        db=db,
+        actor=actor,
+        session_id=session.id,
+        intent=Intent.ESCALATE,
+        note=brief.ask,
+        brief=brief.model_dump(mode="json"),
+    )
+    return _escalated(handoff, base_url, created=True)
+
+
+async def view_handoff(
+    *, db: AsyncSession, user: User, handoff_id: str, base_url: str
+) -> HandoffView:
+    handoff = await handoffs.find_handoff(db=db, user=user, handoff_id=handoff_id)
+    return HandoffView(
+        handoff_id=handoff.id,
+        session_id=handoff.session_id,
+        status=handoff.status,
+        claimed_by=await user_ref(db, handoff.claimed_by),
+        answer=handoff.answer,
+        brief=Brief.model_validate(handoff.brief) if handoff.brief else None,
+        url=session_url(base_url, handoff.session_id),
+    )
+
+
+async def pickup_state(
+    *, db: AsyncSession, user: User, handoff_id: str, waited_seconds: float
+) -> PickupResult:
+    handoff = await handoffs.find_handoff(db=db, user=user, handoff_id=handoff_id)
+    return PickupResult(
+        handoff_id=handoff.id,
+        status=handoff.status,
+        claimed_by=await user_ref(db, handoff.claimed_by),
+        answer=handoff.answer,
+        waited_seconds=round(waited_seconds, 3),
+    )
+
+
+async def agent_message(db: AsyncSession, message: Message) -> AgentMessage:
+    return AgentMessage(
+        id=message.id,
+        session_id=message.session_id,
+        author=await user_ref(db, message.author_user_id),
+        role=message.role,
+        content=message.content,
+        created_at=message.created_at,
+    )
+
+
+async def reply_anchor(*, db: AsyncSession, user: User, session_id: str) -> str | None:
+    """Where "after" starts by default: the session's latest message as the wait begins."""
+    await sessions.get_visible_session(db=db, user=user, session_id=session_id)
+    return await sessions.latest_message_id(db=db, session_id=session_id)
+
+
+async def reply_state(
+    *, db: AsyncSession, user: User, session_id: str, after_id: str | None
+) -> ReplyResult:
+    await sessions.get_visible_session(db=db, user=user, session_id=session_id)
+    rows = await sessions.messages_after(
+        db=db, session_id=session_id, after_id=after_id, exclude_author=user.id, limit=REPLY_BATCH
+    )
+    latest = await handoffs.latest_escalation(db=db, session_id=session_id)
+    return ReplyResult(
+        messages=[await agent_message(db, m) for m in rows],
+        status=latest.status if latest is not None else None,
+        answer=latest.answer if latest is not None else None,
+    )
+
+
+async def post_message(
+    *, db: AsyncSession, actor: User, session_id: str, content: str, role: MessageRole
+) -> AgentMessage:
+    message = await sessions.add_message(
+        db=db, actor=actor, session_id=session_id, role=role, content=content
+    )
+    return await agent_message(db, message)

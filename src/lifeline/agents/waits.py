@@ -1,0 +1,65 @@
+"""Bounded long-polls that wake on the event itself, with progress while they wait.
+
+A wait subscribes to its session's events first, then reads the state, then sleeps until an
+event about the session arrives (from any process, through the broker) or a progress tick is
+due. The tick also re-reads the state once, which covers an event lost while the broker was
+away; between events nothing touches the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from lifeline import metrics
+from lifeline.realtime.waiters import Waiters
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_SECONDS = 45.0
+MIN_TIMEOUT_SECONDS = 1.0
+MAX_TIMEOUT_SECONDS = 50.0
+PROGRESS_EVERY_SECONDS = 10.0
+
+
+def clamp_timeout(seconds: float | None) -> float:
+    """Out-of-range timeouts are brought into 1–50 s, not refused: waiting again is always safe."""
+    if seconds is None:
+        return DEFAULT_TIMEOUT_SECONDS
+    return min(MAX_TIMEOUT_SECONDS, max(MIN_TIMEOUT_SECONDS, float(seconds)))
+
+
+async def wait_for(
+    *,
+    waiters: Waiters,
+    session_id: str,
+    seconds: float,
+    check: Callable[[float], Awaitable[T | None]],
+    progress: Callable[[float, float], Awaitable[None]],
+    progress_every: float = PROGRESS_EVERY_SECONDS,
+) -> tuple[T | None, float]:
+    """``check(elapsed)`` until it returns something or ``seconds`` pass → (result, elapsed).
+
+    ``progress(elapsed, seconds)`` is called every ``progress_every`` seconds of waiting.
+    """
+    started = time.monotonic()
+    deadline = started + seconds
+    next_progress = started + progress_every
+    with waiters.watch(session_id) as wake, metrics.agent_waits.track_inprogress():
+        while True:
+            wake.clear()
+            result = await check(time.monotonic() - started)
+            if result is not None:
+                return result, time.monotonic() - started
+            now = time.monotonic()
+            if now >= deadline:
+                return None, now - started
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=min(deadline, next_progress) - now)
+            except TimeoutError:
+                now = time.monotonic()
+                if now >= next_progress and now < deadline:
+                    next_progress = now + progress_every
+                    await progress(now - started, seconds)
