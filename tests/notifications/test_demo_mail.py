@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,10 @@ async def test_demo_mail_page_shows_what_the_sink_caught(database_url: str, tmp_
             await settle(ctx, handoff["id"])
 
             page = await client.get("/demo/mail")
+            frame = re.search(r'<iframe class="mail-preview"[^>]* src="([^"]+)"', page.text)
+            assert frame, page.text
+            preview = await client.get(frame.group(1).replace("&amp;", "&"))
+            unknown = await client.get("/demo/mail?html=../../etc/passwd")
     finally:
         sink.stop()
 
@@ -43,6 +48,15 @@ async def test_demo_mail_page_shows_what_the_sink_caught(database_url: str, tmp_
     assert team["senior"].email in html and team.owner.email in html
     assert "see the trace" in html
     assert f"/sessions/{session['id']}" in html
+    # Styled by the app's stylesheet: no inline <style> for the CSP to block.
+    assert "<style" not in html and 'href="/static/app.css"' in html
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    # The HTML version is its own sandboxed document, which may style itself inline.
+    assert preview.status_code == 200 and "see the trace" in preview.text
+    policy = preview.headers["content-security-policy"]
+    assert "style-src 'unsafe-inline'" in policy and "sandbox" in policy
+    assert "script-src" not in policy and "default-src 'none'" in policy
+    assert unknown.status_code == 404
 
 
 async def test_demo_mail_page_exists_only_with_a_sink(client: httpx.AsyncClient) -> None:
