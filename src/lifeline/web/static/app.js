@@ -44,7 +44,9 @@
     return MONTHS[date.getMonth()] + " " + date.getDate() + year;
   }
   const absolute = window.Intl
-    ? new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZoneName: "short" })
+    ? new Intl.DateTimeFormat(undefined, {
+      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+    })
     : null;
   function tick() {
     const now = Date.now() - skew;
@@ -108,7 +110,6 @@
       const open = !bar.classList.contains("open");
       bar.classList.toggle("open", open);
       menuButton.setAttribute("aria-expanded", open ? "true" : "false");
-      menuButton.textContent = open ? "Close" : "Menu";
     });
   }
 
@@ -458,4 +459,11 @@
   }
 
   if (page === "session") pollDeliveries();
+
+  // ---- /demo/mail: look for new mail now and then, never under the reader's eyes --------------------
+  if (page === "demo-mail") {
+    setInterval(function () {
+      if (!document.querySelector("details[open]") && document.visibilityState === "visible") location.reload();
+    }, 10000);
+  }
 })();
