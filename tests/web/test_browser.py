@@ -518,10 +518,15 @@ def test_every_page_meets_wcag_aa_contrast_included(
 ) -> None:
     live = live_with_mail
     sessions = _session_in_each_state(live)
-    pages = {person: list(paths) for person, paths in PAGES_BY_PERSON.items()}
-    pages["junior"] += [f"/sessions/{sid}" for sid in sessions.values()]
-    pages["senior"] += [f"/sessions/{sessions[s]}" for s in ("waiting", "picked-up")]
-    pages["vic"].append(f"/sessions/{sessions['waiting']}")
+    pages = {
+        person: [(path.split("?")[0].strip("/") or "queue", path) for path in paths]
+        for person, paths in PAGES_BY_PERSON.items()
+    }
+    pages["junior"] += [(f"session-{s}", f"/sessions/{sid}") for s, sid in sessions.items()]
+    pages["senior"] += [
+        (f"session-{s}", f"/sessions/{sessions[s]}") for s in ("waiting", "picked-up")
+    ]
+    pages["vic"].append(("session-waiting", f"/sessions/{sessions['waiting']}"))
     phone = width < 500
     found: dict[str, list[str]] = {}
 
@@ -542,14 +547,14 @@ def test_every_page_meets_wcag_aa_contrast_included(
         )
         serve_axe(tab.context, live.base)
         page = sign_in(tab, live.base, live.team[person])
-        for path in paths:
+        for label, path in paths:
             page.goto(f"{live.base}{path}")
             if path.startswith("/sessions/") or path == "/":
                 wait_live(page)
             page.locator("details").evaluate_all("all => all.forEach(d => d.open = true)")
             found[f"{person} {path}"] = violations(page, live.base)
-            name = re.sub(r"[^a-z0-9]+", "-", f"{person}{path.split('?')[0]}").strip("-")
-            screenshot(page, f"a11y-{name}-{scheme}-{width}", live.backend)
+            name = re.sub(r"[^a-z0-9]+", "-", label)
+            screenshot(page, f"a11y-{person}-{name}-{scheme}-{width}", live.backend)
             if phone:
                 fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
                 assert fits, f"{person} {path} is wider than a phone"
