@@ -137,7 +137,7 @@ async def test_losing_the_pick_up_race_names_the_winner_calmly(
     assert late.status_code == 303 and late.headers["location"] == "/"
     queue = (await riley.page("/")).text
     assert f"Already picked up by {team['sam'].name}" in queue
-    assert session["title"] in queue  # now under "Being handled", with the claimer
+    assert session["title"] in queue  # now under "Picked up", with the claimer
     assert pick_up_buttons(queue) == 0
 
 

@@ -69,7 +69,12 @@ async def queue_page(
         for h, s, u in open_rows
     ]
     claimed = [
-        {"handoff": h, "session": s, "escalator": u, "claimer": names.get(h.claimed_by or "", "")}
+        {
+            "handoff": h,
+            "session": s,
+            "escalator": u,
+            "claimer": "you" if h.claimed_by == user.id else names.get(h.claimed_by or "", ""),
+        }
         for h, s, u in claimed_rows
     ]
     return render(
