@@ -360,6 +360,9 @@
       if (event.type === "handoff.claimed") claims.set(event.data.id, event.data.claimed_by);
       if (farewells[event.type]) endings.set(event.data.id, farewells[event.type]);
       if (event.type.indexOf("handoff.") === 0 && event.type !== "handoff.parked") refreshQueue();
+      if (event.type === "handoff.resolved" && event.data.created_by === me && event.data.resolved_by !== me) {
+        toast("Your escalation was resolved.", "/sessions/" + event.data.session_id, "Open");
+      }
     } else if (page === "session") {
       onSessionEvent(event);
     } else {
