@@ -2,6 +2,9 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
+# `make demo PORT=8010` serves the demo on another port (the mail sink keeps 1025 unless SMTP_PORT=…).
+PORT ?= 8000
+SMTP_PORT ?= 1025
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint check bench venv clean
@@ -15,7 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lifeline demo
+	$(BIN)/lifeline demo --port $(PORT) --smtp-port $(SMTP_PORT)
 
 test: $(STAMP)
 	$(BIN)/pytest

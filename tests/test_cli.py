@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -258,3 +259,114 @@ def test_a_real_secret_is_accepted_in_production(tmp_path: Path) -> None:
         LIFELINE_SECRET_KEY="k3Q9-a-long-random-production-secret-value-0123456789",
     )
     assert result.returncode == 0, result.stderr
+
+
+async def test_accounts_and_users_are_listed_as_tables_or_json_without_secrets(
+    database_url: str,
+) -> None:
+    acme = as_json(
+        await run(
+            "account",
+            "create",
+            "Acme",
+            "--owner-email",
+            "o@acme.example",
+            "--json",
+            database_url=database_url,
+        )
+    )
+    other = as_json(
+        await run(
+            "account",
+            "create",
+            "Other Co",
+            "--owner-email",
+            "o@other.example",
+            "--json",
+            database_url=database_url,
+        )
+    )
+    sam = as_json(
+        await run(
+            "user",
+            "create",
+            "--account",
+            acme["account"]["id"],
+            "--email",
+            "sam@acme.example",
+            "--role",
+            "admin",
+            "--name",
+            "Sam Senior",
+            "--json",
+            database_url=database_url,
+        )
+    )
+
+    listed = as_json(await run("account", "list", "--json", database_url=database_url))
+    assert listed == {"items": [acme["account"], other["account"]]}
+    table = await run("account", "list", database_url=database_url)
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["ID", "NAME", "MEMBERS"]
+    assert rows[0].split() == [acme["account"]["id"], "Acme", "2"]
+    assert rows[1].split() == [other["account"]["id"], "Other", "Co", "1"]
+
+    users = as_json(
+        await run(
+            "user",
+            "list",
+            "--account",
+            acme["account"]["id"],
+            "--json",
+            database_url=database_url,
+        )
+    )
+    # The objects `user create --json` printed, without the token.
+    assert users == {"items": [acme["user"], sam["user"]]}
+    assert "lfl_" not in json.dumps(users)
+    table = await run("user", "list", "--account", acme["account"]["id"], database_url=database_url)
+    assert table.returncode == 0, table.stderr
+    assert "lfl_" not in table.stdout
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:4] == ["ID", "EMAIL", "NAME", "ROLE"]
+    assert [row.split()[1] for row in rows] == ["o@acme.example", "sam@acme.example"]
+    # New people are emailed only when no open page of theirs was told live.
+    assert all(row.split()[-1] == "offline_only" for row in rows)
+
+    unknown = await run("user", "list", "--account", "no-such-account", database_url=database_url)
+    assert unknown.returncode == 1 and "not found" in unknown.stderr.lower()
+    assert "Traceback" not in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["account", "create"], ["account", "list"], ["user", "list"], ["token", "create"]],
+)
+def test_help_shows_flags_as_flags(tmp_path: Path, command: list[str]) -> None:
+    result = lifeline(*command, "--help", database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    assert result.returncode == 0, result.stderr
+    assert "<bool>" not in result.stdout
+    assert re.search(r"^\s+--help\s+Show this message", result.stdout, re.M), result.stdout
+    if "--json" in result.stdout:
+        assert re.search(r"^\s+--json\s+Print machine-readable JSON", result.stdout, re.M)
+
+
+def test_a_missing_secret_is_one_sentence_saying_how_to_make_one(tmp_path: Path) -> None:
+    env = server_env(f"sqlite+aiosqlite:///{tmp_path}/prod.db", LIFELINE_ENV="production")
+    env.pop("LIFELINE_SECRET_KEY")
+    result = subprocess.run(
+        [sys.executable, "-m", "lifeline.cli", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: LIFELINE_SECRET_KEY is not set")
+    assert "secrets.token_urlsafe" in lines[0]
+    assert "pydantic" not in result.stderr and "http" not in result.stderr

@@ -5,7 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import re
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +168,92 @@ def test_a_served_process_logs_json_lines_with_request_ids(
     assert [(line["logger"], line["status"], line["path"]) for line in access] == [
         ("lifeline.access", 401, "/api/v1/me")
     ]
+
+
+def test_the_demo_logs_for_a_person_without_routine_requests_or_smtp_chatter(
+    tmp_path: Path,
+) -> None:
+    """``lifeline demo`` for real: seeded, serving, mail sink catching an escalation's emails."""
+    port, smtp_port = free_port(), free_port()
+    command = ["demo", "--port", str(port), "--smtp-port", str(smtp_port)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFELINE_")}
+    log_path = tmp_path / "demo.log"
+    with (
+        log_path.open("wb") as log,
+        subprocess.Popen(
+            [sys.executable, "-m", "lifeline.cli", *command],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ) as proc,
+    ):
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_until_up(proc, f"{base}/healthz", log_path)
+            banner = log_path.read_text()
+            junior = re.search(r"jamie@demo\.lifeline\.test\s+token (lfl_\S+)", banner)
+            assert junior, banner
+            headers = {"Authorization": f"Bearer {junior.group(1)}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as api:
+                assert api.get("/static/app.css").status_code == 200
+                session = api.post("/api/v1/ai-sessions", json={"title": "Logs for people"})
+                sid = session.json()["id"]
+                escalated = api.post(
+                    f"/api/v1/ai-sessions/{sid}/handoff",
+                    json={"intent": "escalate", "note": "read me"},
+                )
+                assert escalated.status_code == 201
+                with api.stream("GET", "/api/v1/events") as stream:
+                    assert stream.status_code == 200
+                _wait_for_mail(tmp_path / ".demo-mail", count=3)
+                assert api.get("/login").status_code == 200
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    text = log_path.read_text()
+    served = text[text.index("[3/3]") :]
+    assert "GET /login → 200" in served
+    assert re.search(r"^\d\d:\d\d:\d\d  POST /api/v1/ai-sessions/\S+/handoff → 201", served, re.M)
+    for noise in ("/static/", "/api/v1/events", "EHLO", ">> b'", '"level"', "request_id"):
+        assert noise not in served, (noise, served)
+
+
+def _wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the demo did not come up:\n{log.read_text()}")
+
+
+def _wait_for_mail(directory: Path, *, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if directory.is_dir() and len(list(directory.glob("*.eml"))) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} emails reached the demo's mail sink")
+
+
+def test_serve_logs_json_lines_by_default_when_nobody_watches(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = server_env(database_url)
+    env.pop("LIFELINE_LOG_JSON")
+    log_path = tmp_path / "serve.log"
+    with live_process(
+        ["serve", "--port", str(port)],
+        env,
+        log_path=log_path,
+        ready_url=f"http://127.0.0.1:{port}/healthz",
+    ):
+        assert httpx.get(f"http://127.0.0.1:{port}/static/app.css").status_code == 200
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    assert any(line.get("path") == "/static/app.css" for line in lines)

@@ -28,6 +28,7 @@ from lifeline.handoffs.router import queue_router
 from lifeline.handoffs.router import router as handoffs_router
 from lifeline.middleware import (
     BodySizeLimitMiddleware,
+    HeadAsGetMiddleware,
     NulInUrlMiddleware,
     RequestIdMiddleware,
     RetryTransientMiddleware,
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
     # Added last, so outermost: even a 413 carries its X-Request-ID.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(NulInUrlMiddleware)
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -10,12 +10,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline import logging as lifeline_logging
 from lifeline import migrate
 from lifeline.accounts import service as accounts
-from lifeline.accounts.models import Role, User
+from lifeline.accounts.models import Account, Role, User
 from lifeline.after_commit import AfterCommitRunner, TaskSet
 from lifeline.agents import cli as agents_cli
 from lifeline.config import Settings, get_settings
@@ -24,11 +25,14 @@ from lifeline.errors import LifelineError
 from lifeline.realtime import drops as realtime_drops
 from lifeline.web import sessions as web_sessions
 
-app = typer.Typer(help="Lifeline: escalation and hand-off for AI sessions.", no_args_is_help=True)
-db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
-account_app = typer.Typer(help="Accounts (tenants).", no_args_is_help=True)
-user_app = typer.Typer(help="Users of an account.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+# Plain help (click's layout): typer's rich panels print a flag such as --json as "--json <bool>",
+# as if it took a value.
+PLAIN_HELP: dict[str, Any] = {"no_args_is_help": True, "rich_markup_mode": None}
+app = typer.Typer(help="Lifeline: escalation and hand-off for AI sessions.", **PLAIN_HELP)
+db_app = typer.Typer(help="Database migrations.", **PLAIN_HELP)
+account_app = typer.Typer(help="Accounts (tenants).", **PLAIN_HELP)
+user_app = typer.Typer(help="Users of an account.", **PLAIN_HELP)
+token_app = typer.Typer(help="API tokens.", **PLAIN_HELP)
 app.add_typer(db_app, name="db")
 app.add_typer(account_app, name="account")
 app.add_typer(user_app, name="user")
@@ -50,9 +54,26 @@ def _configure_logging() -> None:
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
+def _settings_problem(exc: ValidationError) -> str:
+    """One sentence per refused setting, without pydantic's framing and documentation links."""
+    sentences = []
+    for error in exc.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        if error["type"] == "value_error" and cause is not None:
+            sentences.append(str(cause))
+            continue
+        field = ".".join(str(part) for part in error.get("loc", ()))
+        name = f"LIFELINE_{field.upper()}" if field else "a LIFELINE_ setting"
+        sentences.append(f"{name}: {error['msg']}")
+    return "; ".join(sentences)
+
+
 def _settings() -> Settings:
     try:
         return get_settings()
+    except ValidationError as exc:
+        typer.echo(f"error: {_settings_problem(exc)}", err=True)
+        raise typer.Exit(2) from exc
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -155,6 +176,75 @@ def account_create(
         f"account {account.id} ({account.name})\nowner   {owner.id} {owner.email}\n"
         f"token   {secret}   (shown once)",
     )
+
+
+def _account_json(account: Account) -> dict[str, Any]:
+    return {"id": account.id, "name": account.name}
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, for people reading a terminal."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+async def _every_page(
+    fetch: Callable[[str | None], Awaitable[tuple[list[T], str | None]]],
+) -> list[T]:
+    items: list[T] = []
+    cursor: str | None = None
+    while True:
+        rows, cursor = await fetch(cursor)
+        items.extend(rows)
+        if cursor is None:
+            return items
+
+
+@account_app.command("list")
+def account_list(as_json: JsonOpt = False) -> None:
+    """List every account, oldest first, with its number of active members."""
+
+    async def work(db: AsyncSession) -> list[tuple[Account, int]]:
+        found = await _every_page(
+            lambda cursor: accounts.list_accounts(db=db, cursor=cursor, limit=100)
+        )
+        counts = await accounts.member_counts(db=db, account_ids=[a.id for a in found])
+        return [(a, counts.get(a.id, 0)) for a in found]
+
+    listed = _run(work)
+    if as_json:
+        typer.echo(json.dumps({"items": [_account_json(a) for a, _count in listed]}))
+        return
+    if not listed:
+        typer.echo("no accounts yet: lifeline account create NAME --owner-email E", err=True)
+        return
+    rows = [[a.id, a.name, str(count)] for a, count in listed]
+    typer.echo(_table(["ID", "NAME", "MEMBERS"], rows))
+
+
+@user_app.command("list")
+def user_list(
+    account: Annotated[str, typer.Option(help="The account id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """List an account's active users, oldest first (no secrets)."""
+
+    async def work(db: AsyncSession) -> list[User]:
+        await accounts.get_account(db=db, account_id=account)
+        return await _every_page(
+            lambda cursor: accounts.list_users(db=db, account_id=account, cursor=cursor, limit=100)
+        )
+
+    users = _run(work)
+    if as_json:
+        typer.echo(json.dumps({"items": [_user_json(u) for u in users]}))
+        return
+    rows = [[u.id, u.email, u.name, u.role, u.email_notifications] for u in users]
+    typer.echo(_table(["ID", "EMAIL", "NAME", "ROLE", "EMAIL NOTIFICATIONS"], rows))
 
 
 @user_app.command("create")

@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "demo-secret-key"})
 DEMO_SECRET_KEY = "demo-secret-key"
+MISSING_SECRET_KEY = (
+    "LIFELINE_SECRET_KEY is not set (or is a placeholder): make one with "
+    "export LIFELINE_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+)
 
 
 class Settings(BaseSettings):
@@ -64,10 +68,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
         if self.env == "production" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
-            raise ValueError(
-                "LIFELINE_SECRET_KEY is missing or a placeholder; set a long random value "
-                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-            )
+            raise ValueError(MISSING_SECRET_KEY)
         return self
 
     @property

@@ -13,6 +13,7 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lifeline import logging as lifeline_logging
 from lifeline import migrate
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import Account, Role, User
@@ -229,9 +230,9 @@ def run(*, host: str, port: int, smtp_port: int, seed_only: bool) -> None:
         typer.echo(f"  {person.role.value:<9} {user.name:<16} {user.email:<28} token {secret}")
     typer.echo("")
     typer.echo("The magic moment (two windows that don't share cookies: use a private window):")
-    typer.echo(f"  1. Window A: {base}/login as {PEOPLE[1].email} (a senior): the team queue.")
-    typer.echo(f"  2. Window B: {base}/login as {PEOPLE[3].email} (a junior), My sessions,")
-    typer.echo(f"     open “{TRANSCRIPTS[2][0]}”, write a note, press Escalate.")
+    typer.echo(f"  1. Window A: {base}/login as {PEOPLE[1].email} (an admin): the team queue.")
+    typer.echo(f"  2. Window B: {base}/login as {PEOPLE[3].email} (an engineer), My sessions,")
+    typer.echo(f"     open “{TRANSCRIPTS[2][0]}”, say what you need, press Escalate.")
     typer.echo("  3. Window A: it slides in with a toast. Press Pick Up; window B says who did.")
     typer.echo(f"Emails are caught by a local sink; signed in, see your team's at {base}/demo/mail")
     typer.echo("")
@@ -241,6 +242,10 @@ def run(*, host: str, port: int, smtp_port: int, seed_only: bool) -> None:
     typer.echo("")
     if seed_only:
         return
+    # A person watches this terminal: readable lines, unless JSON is asked for explicitly.
+    lifeline_logging.configure_logging(
+        json_lines=lifeline_logging.env_bool("LIFELINE_LOG_JSON") or False, demo=True
+    )
     _echo(f"[3/3] serving on {base} with a mail sink on 127.0.0.1:{smtp_port}")
     from lifeline.mailsink import MailSink
 

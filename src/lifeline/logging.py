@@ -80,6 +80,43 @@ class HumanFormatter(logging.Formatter):
         return line
 
 
+class DemoFormatter(logging.Formatter):
+    """For a person watching ``make demo``: ``12:00:01  GET /sessions → 200 (4 ms)``.
+
+    No request ids, no logger names for requests; warnings and errors say so up front.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        level = "" if record.levelno == logging.INFO else f"{record.levelname}: "
+        if record.name == "lifeline.access":
+            extras = _extras(record)
+            text = f"{extras.get('method', '')} {extras.get('path', '')} → {extras.get('status')}"
+            if "duration_ms" in extras:
+                text += f" ({extras['duration_ms']:.0f} ms)"
+        else:
+            details = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+            text = f"{record.getMessage()} {details}".rstrip()
+        line = f"{when}  {level}{text}"
+        if record.exc_info:
+            line += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        return line
+
+
+# Requests that every open page makes on its own: assets and the live stream.
+_ROUTINE_PREFIXES = ("/static/", "/api/v1/events", "/api/v1/ws", "/favicon")
+
+
+class RoutineRequestFilter(logging.Filter):
+    """Drops the access lines of static files and the event stream (the demo's log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "lifeline.access":
+            return True
+        path = str(getattr(record, "path", ""))
+        return not path.startswith(_ROUTINE_PREFIXES)
+
+
 def wants_json(setting: bool | None) -> bool:
     """JSON when asked, or when nobody is watching stderr (a service manager, a container)."""
     if setting is not None:
@@ -87,37 +124,50 @@ def wants_json(setting: bool | None) -> bool:
     return not sys.stderr.isatty()
 
 
-def logging_config(*, json_lines: bool, level: str = "INFO") -> dict[str, Any]:
+def logging_config(*, json_lines: bool, level: str = "INFO", demo: bool = False) -> dict[str, Any]:
     """A ``dictConfig`` for the whole process, uvicorn's loggers included.
 
     Handed to uvicorn as ``log_config`` so that every server process it spawns applies it.
+    ``demo`` is for a person at a terminal: short lines, no access lines for static files and
+    the event stream, and the mail sink's SMTP conversation kept quiet.
     """
-    formatter = (
-        "lifeline.logging.JsonFormatter" if json_lines else "lifeline.logging.HumanFormatter"
-    )
+    if json_lines:
+        formatter = "lifeline.logging.JsonFormatter"
+    elif demo:
+        formatter = "lifeline.logging.DemoFormatter"
+    else:
+        formatter = "lifeline.logging.HumanFormatter"
+    filters = ["request", "routine"] if demo else ["request"]
+    loggers: dict[str, Any] = {
+        "uvicorn": {"level": level.upper(), "handlers": [], "propagate": True},
+        "uvicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
+        "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+    }
+    if demo:
+        # aiosmtpd logs every SMTP command of every message at INFO on "mail.log".
+        loggers["mail.log"] = {"level": "WARNING", "handlers": [], "propagate": True}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request": {"()": "lifeline.logging.RequestContextFilter"}},
+        "filters": {
+            "request": {"()": "lifeline.logging.RequestContextFilter"},
+            "routine": {"()": "lifeline.logging.RoutineRequestFilter"},
+        },
         "formatters": {"lifeline": {"()": formatter}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stderr",
                 "formatter": "lifeline",
-                "filters": ["request"],
+                "filters": filters,
             }
         },
         "root": {"level": level.upper(), "handlers": ["stderr"]},
-        "loggers": {
-            "uvicorn": {"level": level.upper(), "handlers": [], "propagate": True},
-            "uvicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
-            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
-        },
+        "loggers": loggers,
     }
 
 
-def _env_bool(name: str) -> bool | None:
+def env_bool(name: str) -> bool | None:
     raw = os.environ.get(name, "").strip().lower()
     if raw in {"1", "true", "yes", "on"}:
         return True
@@ -135,15 +185,18 @@ def settings_from_env() -> tuple[bool, str]:
     level = os.environ.get("LIFELINE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if level not in logging.getLevelNamesMapping():
         level = "INFO"
-    return wants_json(_env_bool("LIFELINE_LOG_JSON")), level
+    return wants_json(env_bool("LIFELINE_LOG_JSON")), level
 
 
-def configure_logging(*, json_lines: bool | None = None, level: str | None = None) -> None:
+def configure_logging(
+    *, json_lines: bool | None = None, level: str | None = None, demo: bool = False
+) -> None:
     """Configure the process's root logger (the CLI calls this before any command)."""
     env_json, env_level = settings_from_env()
     logging.config.dictConfig(
         logging_config(
             json_lines=env_json if json_lines is None else json_lines,
             level=level or env_level,
+            demo=demo,
         )
     )

@@ -216,6 +216,35 @@ class NulInUrlMiddleware:
         await self.app(scope, receive, send)
 
 
+class HeadAsGetMiddleware:
+    """``HEAD`` on a page answers as ``GET`` would, headers and all, without the body.
+
+    Uptime checks and link previews ask with HEAD; the API under ``/api/`` (whose streams
+    never end) keeps answering 405.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "HEAD"
+            or scope.get("path", "").startswith("/api/")
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b""})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
 async def _json_response(send: Send, status: int, detail: str) -> None:
     payload = json.dumps({"detail": detail}).encode()
     await send(

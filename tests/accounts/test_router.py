@@ -47,7 +47,8 @@ async def test_admin_invites_a_member_who_can_use_the_api_at_once(
     assert user["email"] == "new.person@example.com"
     assert user["role"] == "engineer" and user["name"] == "New Person"
     assert user["account_id"] == team.account.id and user["deleted_at"] is None
-    assert user["email_notifications"] == "always"
+    # Emailed only while not reached live, as the design intends for new people.
+    assert user["email_notifications"] == "offline_only"
     assert body["token"].startswith("lfl_")
     me = await client.get(f"{API}/me", headers={"Authorization": f"Bearer {body['token']}"})
     assert me.status_code == 200 and me.json()["id"] == user["id"]
@@ -321,7 +322,7 @@ async def test_me_reads_the_profile_and_account(
     assert response.status_code == 200
     body = response.json()
     assert body["id"] == team["eng"].id and body["email"] == team["eng"].email
-    assert body["role"] == "engineer" and body["email_notifications"] == "always"
+    assert body["role"] == "engineer" and body["email_notifications"] == "offline_only"
     assert body["account"] == {
         "id": team.account.id,
         "name": team.account.name,
@@ -358,7 +359,7 @@ async def test_me_refuses_unknown_preferences_and_fields(
         assert response.status_code == 422, body
         assert field in [e["loc"][-1] for e in response.json()["detail"]]
     read = (await client.get(f"{API}/me", headers=team["eng"].headers)).json()
-    assert read["role"] == "engineer" and read["email_notifications"] == "always"
+    assert read["role"] == "engineer" and read["email_notifications"] == "offline_only"
 
 
 async def test_me_password_change_needs_the_current_password(

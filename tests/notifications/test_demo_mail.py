@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,10 @@ async def test_demo_mail_page_shows_a_member_their_accounts_mail_only(
             anonymous = await client.get("/demo/mail")
             await Browser(client).sign_in(team["junior"].email, team["junior"].password)
             page = await client.get("/demo/mail")
+            frame = re.search(r'<iframe class="mail-preview"[^>]* src="([^"]+)"', page.text)
+            assert frame, page.text
+            preview = await client.get(frame.group(1).replace("&amp;", "&"))
+            unknown = await client.get("/demo/mail?html=../../etc/passwd")
     finally:
         sink.stop()
 
@@ -58,6 +63,15 @@ async def test_demo_mail_page_shows_a_member_their_accounts_mail_only(
     assert f"/sessions/{session['id']}" in html
     assert "Their private outage" not in html
     assert others["senior"].email not in html and others.owner.email not in html
+    # Styled by the app's stylesheet: no inline <style> for the CSP to block.
+    assert "<style" not in html and 'href="/static/app.css"' in html
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    # The HTML version is its own sandboxed document, which may style itself inline.
+    assert preview.status_code == 200 and "see the trace" in preview.text
+    policy = preview.headers["content-security-policy"]
+    assert "style-src 'unsafe-inline'" in policy and "sandbox" in policy
+    assert "script-src" not in policy and "default-src 'none'" in policy
+    assert unknown.status_code == 404
 
 
 async def test_demo_mail_page_exists_only_with_a_sink(client: httpx.AsyncClient) -> None:

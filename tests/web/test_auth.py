@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
+from lifeline import demo
 from lifeline.app import create_app
 from lifeline.context import AppContext
 from lifeline.web.auth import BAD_CREDENTIALS
@@ -284,3 +285,24 @@ async def test_the_sign_in_page_labels_its_fields(browser: BrowserFactory) -> No
     assert '<label for="email">Email</label>' in html
     assert '<label for="password">Password</label>' in html
     assert ">Sign in</button>" in html
+
+
+async def test_the_sign_in_page_speaks_to_people_and_lists_the_demo_logins_in_the_demo(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    plain = (await client.get("/login")).text
+    assert "lifeline user create" not in plain and "--password" not in plain
+    assert "Ask an admin of your team" in plain
+    assert "Demo sign-ins" not in plain
+
+    demo_app = create_app(make_settings(database_url, env="demo"))
+    async with (
+        demo_app.router.lifespan_context(demo_app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=demo_app), base_url="http://testserver"
+        ) as demo_client,
+    ):
+        page = (await demo_client.get("/login")).text
+    assert "Demo sign-ins" in page and f"<code>{demo.DEMO_PASSWORD}</code>" in page
+    for person in demo.PEOPLE:
+        assert f"<code>{person.email}</code> · {person.name}" in page

@@ -21,9 +21,11 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from lifeline.db import create_engine, create_sessionmaker
+from lifeline.mailsink import MailSink
+from tests.support.axe import serve_axe, violations
 from tests.support.databases import IN_CI
 from tests.support.factories import Factory, Person, Team
-from tests.support.live import live_server
+from tests.support.live import free_port, live_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -179,15 +181,24 @@ def test_the_magic_moment_escalate_appears_live_and_pick_up_tells_the_junior(
     for page in (queue, other_queue):
         wait_live(page)
         mark_no_reload(page)
-    queue.get_by_role("button", name="Sound off").click()
-    expect(queue.get_by_role("button", name="Sound on")).to_have_attribute("aria-pressed", "true")
+    # From here the other senior's timers (a toast's and a leaving card's) wait for the test.
+    other_queue.clock.pause_at(other_queue.evaluate("Date.now()") + 1000)
+    queue.get_by_role("button", name="Sound: off · turn on").click()
+    expect(queue.get_by_role("button", name="Sound: on · turn off")).to_have_attribute(
+        "aria-pressed", "true"
+    )
 
     session_page = sign_in(junior, live.base, team["junior"])
     session_page.goto(f"{live.base}/sessions/{sid}")
     expect(session_page.get_by_text("The invalidation fires before commit.")).to_be_visible()
     wait_live(session_page)
     mark_no_reload(session_page)
-    session_page.get_by_label("Note for your team").fill("Stale prices after commit; need eyes")
+    # Escalating with nothing said is stopped in the form itself.
+    session_page.get_by_role("button", name="Escalate").click()
+    assert session_page.evaluate("document.getElementById('note').validity.valueMissing")
+    session_page.get_by_label("What do you need from a human?").fill(
+        "Stale prices after commit; need eyes"
+    )
     session_page.get_by_role("button", name="Escalate").click()
     expect(session_page.get_by_text("Escalated. Your team has been told.")).to_be_visible()
     wait_live(session_page)
@@ -205,28 +216,37 @@ def test_the_magic_moment_escalate_appears_live_and_pick_up_tells_the_junior(
 
     other_card = other_queue.locator(".queue-item", has_text="Why does the cache")
     expect(other_card).to_be_visible()
-    other_queue.clock.pause_at(other_queue.evaluate("Date.now()") + 1000)
+    other_toast = other_queue.locator(".toast", has_text="Why does the cache")
+    expect(other_toast).to_contain_text("New escalation from")
 
     # The senior picks it up.
     card.get_by_role("button", name="Pick Up").click()
     expect(queue).to_have_url(f"{live.base}/sessions/{sid}")
     expect(queue.get_by_role("button", name="Resolve")).to_be_visible()
+    expect(queue.locator("#picked-up-by")).to_contain_text("You picked this up")
 
     # The other senior's card leaves, saying who has it.
     expect(other_card).to_contain_text(f"Picked up by {team['senior'].name}")
+    # The toast about it no longer offers to open a card that is taken.
+    expect(other_toast).to_contain_text(f"picked up by {team['senior'].name}")
+    expect(other_toast.get_by_role("link", name="Open")).to_have_count(0)
     other_queue.clock.run_for(10_000)
     expect(other_card).to_have_count(0)
     expect(other_queue.locator("#claimed")).to_contain_text(team["senior"].name)
     assert_not_reloaded(other_queue)
 
-    # The junior's page, never reloaded, says who picked it up.
+    # The junior's page, never reloaded, says who picked it up; "your team has been told" is
+    # history now.
     expect(session_page.locator("#picked-up-by")).to_contain_text(team["senior"].name)
     expect(session_page.locator(".toast")).to_contain_text(team["senior"].name)
+    expect(session_page.get_by_text("Escalated. Your team has been told.")).to_have_count(0)
     assert_not_reloaded(session_page)
 
-    # The claimer writes in the transcript; it shows up live on the junior's page.
-    queue.get_by_label("Add to the transcript").fill("On it: the outbox publishes too early.")
-    queue.get_by_role("button", name="Add note").click()
+    # The claimer replies; it shows up live on the junior's page.
+    queue.get_by_label(f"Reply to {team['junior'].name}").fill(
+        "On it: the outbox publishes too early."
+    )
+    queue.get_by_role("button", name="Reply", exact=True).click()
     expect(
         session_page.locator("#transcript").get_by_text("On it: the outbox publishes too early.")
     ).to_be_visible()
@@ -235,6 +255,18 @@ def test_the_magic_moment_escalate_appears_live_and_pick_up_tells_the_junior(
     assert fits, "the session page fits a phone's width"
     screenshot(session_page, "session-phone", live.backend)
     screenshot(queue, "session", live.backend)
+
+    # Resolved: the escalator is told live who resolved it, and only they may escalate again.
+    queue.get_by_role("button", name="Resolve").click()
+    expect(queue.locator("#resolved-by")).to_contain_text("Resolved by you")
+    expect(queue.get_by_role("button", name="Escalate again")).to_have_count(0)
+    expect(session_page.locator("#resolved-by")).to_contain_text(team["senior"].name)
+    expect(session_page.locator(".toast", has_text="Resolved by")).to_contain_text(
+        team["senior"].name
+    )
+    expect(session_page.get_by_role("button", name="Escalate again")).to_be_visible()
+    assert_not_reloaded(session_page)
+    screenshot(session_page, "session-resolved-phone", live.backend)
     for tab in (senior, riley, junior):
         tab.assert_clean()
         tab.context.close()
@@ -404,5 +436,182 @@ def test_analytics_draws_its_charts(live: Live, chromium: Browser) -> None:
     expect(page.locator("#by-claimer")).to_contain_text(team["senior"].name)
     expect(page.get_by_role("link", name="Download CSV")).to_be_visible()
     screenshot(page, "analytics", live.backend)
+    tab.assert_clean()
+    tab.context.close()
+
+
+# ---- every page: contrast and the rest of WCAG AA (axe-core), light and dark, desktop and phone
+
+
+@pytest.fixture
+def live_with_mail(database_url: str, backend: str, tmp_path: Path) -> Iterator[Live]:
+    """A server whose emails land in the demo's mail sink, so /demo/mail has something to show."""
+    chromium_path()
+    team = asyncio.run(_seed(database_url))
+    mail_dir = tmp_path / "mail"
+    sink = MailSink(directory=mail_dir, host="127.0.0.1", port=free_port())
+    sink.start()
+    try:
+        with live_server(
+            database_url,
+            tmp_path,
+            LIFELINE_SMTP_HOST="127.0.0.1",
+            LIFELINE_SMTP_PORT=str(sink.controller.port),
+            LIFELINE_MAIL_SINK_DIR=str(mail_dir),
+        ) as base:
+            yield Live(base=base, team=team, session={}, backend=backend)
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def chromium_for_mail(live_with_mail: Live) -> Iterator[Browser]:
+    path = chromium_path()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _session_in_each_state(live: Live) -> dict[str, str]:
+    """Sessions waiting, picked up, resolved and parked, with a transcript and deliveries."""
+    team = live.team
+    made: dict[str, str] = {}
+    with live.api(team["junior"]) as junior, live.api(team["senior"]) as senior:
+        for state in ("waiting", "picked-up", "resolved", "parked"):
+            sid = junior.post(
+                "/api/v1/ai-sessions",
+                json={
+                    "title": f"A session {state}",
+                    "messages": [
+                        {"role": "user", "content": "The cache serves stale prices."},
+                        {"role": "assistant", "content": "The invalidation fires too early."},
+                    ],
+                },
+            ).json()["id"]
+            intent = "park" if state == "parked" else "escalate"
+            handoff = junior.post(
+                f"/api/v1/ai-sessions/{sid}/handoff", json={"intent": intent, "note": "Help?"}
+            ).json()
+            base = f"/api/v1/ai-sessions/{sid}/handoffs/{handoff['id']}"
+            if state in ("picked-up", "resolved"):
+                senior.post(f"{base}/claim").raise_for_status()
+                senior.post(f"/api/v1/ai-sessions/{sid}/messages", json={"content": "On it."})
+            if state == "resolved":
+                senior.post(f"{base}/resolve").raise_for_status()
+            made[state] = sid
+    return made
+
+
+PAGES_BY_PERSON = {
+    "junior": ["/", "/sessions", "/settings", "/analytics?days=7&tz=UTC", "/no/such/page"],
+    "senior": ["/", "/sessions", "/settings", "/demo/mail"],
+    "vic": ["/", "/sessions", "/settings"],
+}
+
+
+@pytest.mark.parametrize(
+    ("scheme", "width"), [("light", 1200), ("dark", 1200), ("light", 390)], ids=str
+)
+def test_every_page_meets_wcag_aa_contrast_included(
+    live_with_mail: Live, chromium_for_mail: Browser, scheme: str, width: int
+) -> None:
+    live = live_with_mail
+    sessions = _session_in_each_state(live)
+    pages = {
+        person: [(path.split("?")[0].strip("/") or "queue", path) for path in paths]
+        for person, paths in PAGES_BY_PERSON.items()
+    }
+    pages["junior"] += [(f"session-{s}", f"/sessions/{sid}") for s, sid in sessions.items()]
+    pages["senior"] += [
+        (f"session-{s}", f"/sessions/{sessions[s]}") for s in ("waiting", "picked-up")
+    ]
+    pages["vic"].append(("session-waiting", f"/sessions/{sessions['waiting']}"))
+    phone = width < 500
+    found: dict[str, list[str]] = {}
+
+    # Reduced motion: nothing is caught half-faded by an animation while axe measures it.
+    signed_out = open_tab(
+        chromium_for_mail,
+        viewport={"width": width, "height": 900},
+        color_scheme=scheme,
+        reduced_motion="reduce",
+    )
+    serve_axe(signed_out.context, live.base)
+    signed_out.page.goto(f"{live.base}/login")
+    found["login"] = violations(signed_out.page, live.base)
+    signed_out.context.close()
+
+    for person, paths in pages.items():
+        tab = open_tab(
+            chromium_for_mail,
+            viewport={"width": width, "height": 900},
+            color_scheme=scheme,
+            reduced_motion="reduce",
+            is_mobile=phone,
+        )
+        serve_axe(tab.context, live.base)
+        page = sign_in(tab, live.base, live.team[person])
+        for label, path in paths:
+            page.goto(f"{live.base}{path}")
+            if path.startswith("/sessions/") or path == "/":
+                wait_live(page)
+            page.locator("details").evaluate_all("all => all.forEach(d => d.open = true)")
+            found[f"{person} {path}"] = violations(page, live.base)
+            name = re.sub(r"[^a-z0-9]+", "-", label)
+            screenshot(page, f"a11y-{person}-{name}-{scheme}-{width}", live.backend)
+            if phone:
+                fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+                assert fits, f"{person} {path} is wider than a phone"
+        tab.assert_clean()
+        tab.context.close()
+    failing = [f"{page}: {problem}" for page, problems in found.items() for problem in problems]
+    assert failing == [], "\n".join(failing)
+
+
+def test_on_a_phone_the_top_bar_is_one_row_with_a_menu_and_charts_stay_readable(
+    live: Live, chromium: Browser
+) -> None:
+    team, sid = live.team, live.session["id"]
+    with live.api(team["junior"]) as api:
+        handoff = api.post(
+            f"/api/v1/ai-sessions/{sid}/handoff", json={"intent": "escalate", "note": "help"}
+        ).json()
+    with live.api(team["senior"]) as api:
+        api.post(f"/api/v1/ai-sessions/{sid}/handoffs/{handoff['id']}/claim").raise_for_status()
+    tab = open_tab(
+        chromium, viewport={"width": 390, "height": 844}, is_mobile=True, timezone_id="Asia/Tokyo"
+    )
+    page = sign_in(tab, live.base, team.owner)
+    bar = page.locator("header.topbar")
+    assert bar.bounding_box()["height"] <= 64  # type: ignore[index]
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav).to_be_hidden()
+    menu = page.get_by_role("button", name="Menu")
+    menu.click()
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    nav.get_by_role("link", name="Settings").click()
+    expect(page).to_have_url(f"{live.base}/settings")
+    # The team stacks as cards instead of pushing columns off the screen.
+    expect(page.locator("table.members")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "settings-phone", live.backend)
+
+    page.goto(f"{live.base}/sessions/{sid}")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # Times read relative, with the exact time in the browser's own zone as the tooltip.
+    stamp = page.locator("#transcript time[data-when]").first
+    expect(stamp).to_have_text(re.compile(r"just now|\d+s ago|\d+m ago"))
+    assert "GMT+9" in (stamp.get_attribute("title") or "")
+
+    page.goto(f"{live.base}/analytics?days=7&tz=UTC")
+    sizes = page.locator("svg.chart text.tick").evaluate_all(
+        "all => all.map(t => t.getBoundingClientRect().height)"
+    )
+    assert sizes and min(sizes) >= 11, sizes
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "analytics-phone", live.backend)
     tab.assert_clean()
     tab.context.close()

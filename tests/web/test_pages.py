@@ -137,7 +137,7 @@ async def test_losing_the_pick_up_race_names_the_winner_calmly(
     assert late.status_code == 303 and late.headers["location"] == "/"
     queue = (await riley.page("/")).text
     assert f"Already picked up by {team['sam'].name}" in queue
-    assert session["title"] in queue  # now under "Being handled", with the claimer
+    assert session["title"] in queue  # now under "Picked up", with the claimer
     assert pick_up_buttons(queue) == 0
 
 
@@ -282,3 +282,130 @@ async def test_static_assets_are_served_by_the_app(browser: BrowserFactory) -> N
         assert response.status_code == 200, asset
         assert response.headers["x-content-type-options"] == "nosniff"
     assert "http://" not in html.replace("http://testserver", "") and "https://" not in html
+
+
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+async def test_head_answers_like_get_without_a_body(
+    browser: BrowserFactory, factory: Factory
+) -> None:
+    team = await factory.team(junior="engineer")
+    tab = await browser(team["junior"])
+    visitor = await browser()
+    for client, path in ((tab, "/"), (tab, "/sessions"), (tab, "/settings"), (visitor, "/login")):
+        got = await client.client.get(path)
+        head = await client.client.head(path)
+        assert got.status_code == 200, path
+        assert head.status_code == got.status_code, path
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-security-policy"] == got.headers["content-security-policy"]
+    signed_out = await visitor.client.head("/")
+    assert signed_out.status_code == 303 and signed_out.headers["location"] == "/login"
+
+
+async def test_browsers_get_error_pages_with_the_navigation_and_the_api_gets_json(
+    browser: BrowserFactory, factory: Factory, client: httpx.AsyncClient
+) -> None:
+    team = await factory.team(junior="engineer")
+    tab = await browser(team["junior"])
+    for path in ("/no/such/page", "/sessions/00000000-0000-0000-0000-000000000000"):
+        response = await tab.client.get(path, headers=HTML)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("text/html")
+        page = response.text
+        assert '<nav class="nav"' in page and ">My sessions</a>" in page, path
+        assert team["junior"].name in page and "Sign out" in page
+        assert '{"detail"' not in page
+    wrong_method = await tab.client.get("/logout", headers=HTML)
+    assert wrong_method.status_code == 405 and '<nav class="nav"' in wrong_method.text
+    signed_out = await client.get("/no/such/page", headers=HTML)
+    assert signed_out.status_code == 404 and "Not found" in signed_out.text
+    assert '<nav class="nav"' not in signed_out.text
+    api = await client.get("/api/v1/nothing-here", headers=HTML)
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+    scripted = await tab.client.get("/no/such/page", headers={"Accept": "application/json"})
+    assert scripted.json() == {"detail": "Not Found"}
+
+
+async def test_an_escalation_without_a_question_is_refused_with_a_reason(
+    browser: BrowserFactory, factory: Factory, client: httpx.AsyncClient
+) -> None:
+    team = await factory.team(junior="engineer")
+    session = await new_session(client, team["junior"])
+    junior = await browser(team["junior"])
+    page = (await junior.page(f"/sessions/{session['id']}")).text
+    assert re.search(r'<label for="note">What do you need from a human\?</label>', page)
+    assert re.search(r'<textarea id="note" name="note"[^>]* required', page)
+    assert re.search(r'value="park" formnovalidate', page)  # a park needs no question
+    for note in ("", "   \n "):
+        sent = await junior.post(
+            f"/sessions/{session['id']}/handoff", {"intent": "escalate", "note": note}
+        )
+        assert sent.status_code == 303
+        shown = (await junior.page(sent.headers["location"])).text
+        assert "Say what you need from a human before escalating." in shown
+    assert await handoff_status(client, team.owner.headers, session["id"]) == "none"
+    parked = await junior.post(f"/sessions/{session['id']}/handoff", {"intent": "park"})
+    assert parked.status_code == 303
+    assert await handoff_status(client, team["junior"].headers, session["id"]) == "open"
+
+
+async def test_after_resolve_the_page_says_who_and_only_the_creator_may_escalate_again(
+    browser: BrowserFactory, factory: Factory, client: httpx.AsyncClient
+) -> None:
+    team = await factory.team(junior="engineer", senior="admin")
+    session = await new_session(client, team["junior"], title="Resolved one")
+    handoff = await escalate(client, team["junior"], session["id"])
+    senior = await browser(team["senior"])
+    base = f"/sessions/{session['id']}/handoffs/{handoff['id']}"
+    await senior.post(f"{base}/claim")
+    mine = (await senior.page(f"/sessions/{session['id']}")).text
+    assert "You picked this up" in mine and "Picked up by" not in mine
+    assert ">Picked up</span>" in mine  # the state's badge, in the button's words
+    assert ">claimed<" not in mine
+    await senior.post(f"{base}/resolve")
+
+    resolver = (await senior.page(f"/sessions/{session['id']}")).text
+    assert re.search(r"Resolved by <strong>you</strong> <time[^>]*data-ago", resolver)
+    assert "Escalate again" not in resolver and ">Park</button>" not in resolver
+    assert ">Escalate</button>" not in resolver
+    creator = (await (await browser(team["junior"])).page(f"/sessions/{session['id']}")).text
+    assert f"Resolved by <strong>{team['senior'].name}</strong>" in creator
+    assert ">Escalate again</button>" in creator
+
+
+async def test_my_sessions_start_first_filters_by_named_states_and_pages(
+    browser: BrowserFactory, factory: Factory, client: httpx.AsyncClient
+) -> None:
+    team = await factory.team(junior="engineer", vic="viewer")
+    for n in range(23):
+        await new_session(client, team["junior"], title=f"Session number {n}")
+    junior = await browser(team["junior"])
+    page = (await junior.page("/sessions")).text
+    assert page.index("Start a session") < page.index("Session number")
+    assert page.count('class="card stripe-active"') == 20
+    assert ">Picked up</a>" in page and ">claimed</a>" not in page
+    more = re.search(r'href="(/sessions\?cursor=[^"]+)" rel="next"', page)
+    assert more is not None
+    rest = (await junior.page(more.group(1).replace("&amp;", "&"))).text
+    assert rest.count('class="card stripe-active"') == 3
+    assert re.search(
+        r'<time datetime="[^"]+" data-when title="\d{4}-\d\d-\d\d \d\d:\d\d UTC">', page
+    )
+
+    viewer = (await (await browser(team["vic"])).page("/sessions")).text
+    assert "Start a session" not in viewer and 'action="/sessions"' not in viewer
+    assert "As a viewer you can follow" in viewer
+
+
+async def test_viewers_are_not_offered_an_email_preference(
+    browser: BrowserFactory, factory: Factory
+) -> None:
+    team = await factory.team(vic="viewer", eng="engineer")
+    viewer = (await (await browser(team["vic"])).page("/settings")).text
+    assert 'name="email_notifications"' not in viewer
+    assert "never notified" in viewer
+    engineer = (await (await browser(team["eng"])).page("/settings")).text
+    assert 'name="email_notifications"' in engineer

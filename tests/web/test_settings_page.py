@@ -24,11 +24,11 @@ async def test_a_member_sets_their_email_preference(
     team = await factory.team(senior="engineer")
     tab = await browser(team["senior"])
     page = (await tab.page("/settings")).text
-    assert 'value="always" checked' in page
+    assert 'value="offline_only" checked' in page  # the default for new people
     assert "Invite someone" not in page  # not an admin
-    saved = await tab.post("/settings/notifications", {"email_notifications": "offline_only"})
+    saved = await tab.post("/settings/notifications", {"email_notifications": "always"})
     assert saved.status_code == 303
-    assert (await me(client, team["senior"].headers))["email_notifications"] == "offline_only"
+    assert (await me(client, team["senior"].headers))["email_notifications"] == "always"
     assert "Notification preference saved." in (await tab.page("/settings")).text
     bad = await tab.post("/settings/notifications", {"email_notifications": "sometimes"})
     assert bad.status_code == 422 and "email_notifications" in bad.text

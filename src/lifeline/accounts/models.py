@@ -46,7 +46,9 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
-    email_notifications: Mapped[str] = mapped_column(String(16), default=EmailPreference.ALWAYS)
+    email_notifications: Mapped[str] = mapped_column(
+        String(16), default=EmailPreference.OFFLINE_ONLY
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 

@@ -61,6 +61,34 @@ async def create_account(
     return account, owner, secret
 
 
+async def list_accounts(
+    *, db: AsyncSession, cursor: str | None, limit: int
+) -> tuple[list[Account], str | None]:
+    """Every account, oldest first: for operators (the command line), never for a member."""
+    query = keyset(
+        select(Account),
+        Account.created_at,
+        Account.id,
+        cursor=cursor,
+        limit=limit,
+        descending=False,
+    )
+    rows = (await db.scalars(query)).all()
+    return page(rows, limit, lambda a: (a.created_at, a.id))
+
+
+async def member_counts(*, db: AsyncSession, account_ids: list[str]) -> dict[str, int]:
+    """Active members per account, for the accounts named."""
+    if not account_ids:
+        return {}
+    rows = await db.execute(
+        select(User.account_id, func.count())
+        .where(User.account_id.in_(account_ids), User.deleted_at.is_(None))
+        .group_by(User.account_id)
+    )
+    return {account_id: int(count) for account_id, count in rows.all()}
+
+
 async def get_account(*, db: AsyncSession, account_id: str) -> Account:
     account = await db.get(Account, account_id)
     if account is None:
@@ -113,7 +141,8 @@ async def create_user(
         email=email,
         name=name or email.split("@")[0][:MAX_NAME_LENGTH],
         role=role,
-        email_notifications=EmailPreference.ALWAYS,
+        # Those reached live aren't emailed as well (the push already told them).
+        email_notifications=EmailPreference.OFFLINE_ONLY,
         password_hash=security.hash_password(password) if password else None,
     )
     try:

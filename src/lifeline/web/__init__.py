@@ -6,9 +6,11 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lifeline.context import AppContext
 from lifeline.web.analytics_page import router as analytics_pages
+from lifeline.web.auth import http_error_page
 from lifeline.web.auth import router as sign_in_pages
 from lifeline.web.headers import SecurityHeaders
 from lifeline.web.router import router as session_pages
@@ -31,6 +33,7 @@ def install(app: FastAPI, *, https: bool) -> None:
     app.include_router(web_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(SecurityHeaders, https=https)
+    app.add_exception_handler(StarletteHTTPException, http_error_page)
 
 
 async def web_plugin(_app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:

@@ -8,17 +8,27 @@ without it.
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lifeline.accounts import service as accounts
 from lifeline.context import AppContext
 from lifeline.deps import SESSION_COOKIE, ContextDep, Principal, SessionDep
 from lifeline.errors import Forbidden, Unauthorized
 from lifeline.web import sessions
-from lifeline.web.routing import PageRoute, SignInRequired, local_path
+from lifeline.web.routing import (
+    PageRoute,
+    PageUser,
+    SignInRequired,
+    error_page,
+    local_path,
+    remember_page_user,
+    wants_html,
+)
 from lifeline.web.templating import redirect, render
 from lifeline.web.throttle import LoginThrottle, MemoryAttempts
 
@@ -55,7 +65,44 @@ async def get_web_principal(request: Request, db: SessionDep) -> Principal:
     except Unauthorized as exc:
         raise SignInRequired from exc
     request.state.user_id = user.id
+    remember_page_user(
+        request, PageUser(user.id, user.name, str(user.role), web_session.csrf_token)
+    )
     return Principal(user=user, web_session_id=web_session.id, csrf_token=web_session.csrf_token)
+
+
+async def signed_in_page_user(request: Request) -> PageUser | None:
+    """Who is signed in, for a page rendered outside any route (an unknown path's 404)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie or not sessions.is_well_formed(cookie, secret_key=_secret_key(request)):
+        return None
+    ctx: AppContext = request.app.state.ctx
+    async with ctx.sessionmaker() as db:
+        try:
+            user, web_session = await accounts.authenticate_web_session(db=db, secret=cookie)
+        except Unauthorized:
+            return None
+        return PageUser(user.id, user.name, str(user.role), web_session.csrf_token)
+
+
+async def http_error_page(request: Request, exc: Exception) -> Response:
+    """Unknown paths and wrong methods: a page with the navigation for browsers, JSON for
+    everything else (the API's clients, scripts' fetches)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if not wants_html(request):
+        return await http_exception_handler(request, exc)
+    detail = (
+        "There is no page at this address. It may have moved, or the link is mistyped."
+        if exc.status_code in (404, 405)
+        else str(exc.detail)
+    )
+    return error_page(
+        request,
+        exc.status_code,
+        detail,
+        user=await signed_in_page_user(request),
+        headers=dict(exc.headers or {}),
+    )
 
 
 WebPrincipal = Annotated[Principal, Depends(get_web_principal)]
@@ -97,6 +144,7 @@ def _login_form(
             "next_url": next_url,
             "login_error": error,
             "login_token": _login_serializer(request).dumps(nonce),
+            **_demo_logins(request),
         },
         status_code=status_code,
         headers=headers,
@@ -105,6 +153,15 @@ def _login_form(
         LOGIN_COOKIE, nonce, max_age=3600, httponly=True, samesite="lax", secure=_secure(request)
     )
     return response
+
+
+def _demo_logins(request: Request) -> dict[str, Any]:
+    """In the demo, the sign-in page lists the seeded people (their password is public)."""
+    if request.app.state.settings.env != "demo":
+        return {}
+    from lifeline import demo
+
+    return {"demo_logins": demo.PEOPLE, "demo_password": demo.DEMO_PASSWORD}
 
 
 def _client_address(request: Request) -> str:

@@ -28,6 +28,7 @@ from lifeline.web.templating import redirect, render
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 QUEUE_PAGE = 100
+MY_SESSIONS_PAGE = 20
 ACTIVE = (HandoffStatus.OPEN, HandoffStatus.CLAIMED)
 
 
@@ -68,7 +69,12 @@ async def queue_page(
         for h, s, u in open_rows
     ]
     claimed = [
-        {"handoff": h, "session": s, "escalator": u, "claimer": names.get(h.claimed_by or "", "")}
+        {
+            "handoff": h,
+            "session": s,
+            "escalator": u,
+            "claimer": "you" if h.claimed_by == user.id else names.get(h.claimed_by or "", ""),
+        }
         for h, s, u in claimed_rows
     ]
     return render(
@@ -96,7 +102,7 @@ async def my_sessions_page(
     status: SessionStatus | None = None,
 ) -> Response:
     rows, next_cursor = await sessions.list_sessions(
-        db=db, user=principal.user, status=status, mine=True, cursor=cursor, limit=50
+        db=db, user=principal.user, status=status, mine=True, cursor=cursor, limit=MY_SESSIONS_PAGE
     )
     return render(
         request,
@@ -107,6 +113,8 @@ async def my_sessions_page(
             next_cursor=next_cursor,
             status=status,
             statuses=list(SessionStatus),
+            # A viewer could start a session but never escalate it: not offered.
+            can_start=views.is_senior(principal.user),
         ),
     )
 
@@ -142,15 +150,22 @@ def _open_park_of(history: list[Handoff], user: User) -> Handoff | None:
 
 
 def _session_actions(
-    user: User, session: AISession, active: Handoff | None, my_park: Handoff | None
+    user: User,
+    session: AISession,
+    active: Handoff | None,
+    my_park: Handoff | None,
+    latest_escalation: Handoff | None,
 ) -> dict[str, bool]:
     owner = sessions.is_session_owner(session, user)
+    # Once resolved, escalating again is the session creator's call, not the resolver's.
+    resolved = latest_escalation is not None and latest_escalation.status == HandoffStatus.RESOLVED
+    may_hand_off = not resolved or session.created_by == user.id
     senior = views.is_senior(user)
     claimed_by_me = active is not None and (
         active.status == HandoffStatus.CLAIMED and active.claimed_by == user.id
     )
     return {
-        "can_hand_off": owner and senior and active is None,
+        "can_hand_off": owner and senior and active is None and may_hand_off,
         "can_pick_up": senior
         and active is not None
         and active.status == HandoffStatus.OPEN
@@ -208,7 +223,7 @@ async def session_page(
             note_max=MAX_NOTE_LENGTH,
             answer_max=MAX_ANSWER_LENGTH,
             via=agent_views.via_label(session),
-            **_session_actions(user, session, active, my_park),
+            **_session_actions(user, session, active, my_park, latest_escalation),
         ),
     )
 
@@ -232,6 +247,9 @@ async def hand_off(
     user = principal.user
     require_senior(user)
     here = f"/sessions/{session_id}"
+    if intent == Intent.ESCALATE and not note.strip():
+        # Whoever picks it up starts from this question: an empty one helps nobody.
+        raise Bounce(here, error="Say what you need from a human before escalating.")
     brief = None
     if intent == Intent.ESCALATE:
         try:

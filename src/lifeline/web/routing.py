@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from lifeline.web.templating import plain_redirect, redirect, render
 log = logging.getLogger(__name__)
 
 TITLES = {
+    405: "Not found",
     400: "That request didn't work",
     403: "Not allowed",
     404: "Not found",
@@ -30,6 +32,26 @@ TITLES = {
 
 
 FUNCTION_STACK = "fastapi_function_astack"
+
+
+@dataclass(frozen=True)
+class PageUser:
+    """Who a page is for, as the top bar shows them: a plain copy that outlives the
+    request's database session (an error page renders after it has rolled back)."""
+
+    id: str
+    name: str
+    role: str
+    csrf_token: str | None
+
+
+def remember_page_user(request: Request, user: PageUser) -> None:
+    request.state.page_user = user
+
+
+def page_user(request: Request) -> PageUser | None:
+    user = getattr(request.state, "page_user", None)
+    return user if isinstance(user, PageUser) else None
 
 
 class SignInRequired(Exception):
@@ -74,13 +96,36 @@ def _field_names(exc: RequestValidationError | ValidationError) -> list[str]:
     return sorted(set(names))
 
 
-def error_page(request: Request, status_code: int, detail: str) -> Response:
+def error_page(
+    request: Request,
+    status_code: int,
+    detail: str,
+    *,
+    user: PageUser | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An HTML error page, with the navigation when someone is signed in."""
+    user = user or page_user(request)
     return render(
         request,
         "error.html",
-        {"title": TITLES.get(status_code, "Something went wrong"), "detail": detail},
+        {
+            "title": TITLES.get(status_code, "Something went wrong"),
+            "detail": detail,
+            "me": user,
+            "csrf_token": user.csrf_token if user else None,
+        },
         status_code=status_code,
+        headers=headers,
     )
+
+
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page (not the API, not an asset, not a script's fetch)."""
+    path = request.url.path
+    if path.startswith(("/api/", "/static/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
 
 
 async def _closing_dependencies_first(

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeSerializer
+from markupsafe import Markup
 
 from lifeline import __version__
 from lifeline.config import Settings
@@ -55,8 +56,78 @@ def format_age(seconds: float | int | None) -> str:
     return f"{days}d {hours}h" if hours else f"{days}d"
 
 
+JUST_NOW_SECONDS = 10
+
+
+def format_ago(seconds: float | int | None) -> str:
+    """A moment in the past: ``just now``, ``45s ago``, ``3h 5m ago``."""
+    if seconds is None:
+        return "—"
+    if seconds < JUST_NOW_SECONDS:
+        return "just now"
+    return f"{format_age(seconds)} ago"
+
+
 def format_time(value: datetime | None) -> str:
+    """The absolute time, in UTC (the tooltip; the page's script shows the reader's zone)."""
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def format_relative(value: datetime | None) -> str:
+    """``just now``, ``12m ago``, ``3d ago``; a date once it is more than a week old."""
+    if value is None:
+        return "—"
+    seconds = (utcnow() - value).total_seconds()
+    if seconds < 7 * 86400:
+        minutes = int(seconds // 60)
+        if seconds < 3600:
+            return format_ago(seconds) if seconds < 60 else f"{minutes}m ago"
+        if seconds < 86400:
+            return f"{minutes // 60}h ago"
+        return f"{minutes // 1440}d ago"
+    same_year = value.year == utcnow().year
+    return f"{value:%b} {value.day}" + ("" if same_year else f", {value.year}")
+
+
+def when(value: datetime | None) -> Markup:
+    """A past time for people: relative, with the absolute time as its tooltip."""
+    if value is None:
+        return Markup("—")
+    return Markup('<time datetime="{iso}" data-when title="{absolute}">{relative}</time>').format(
+        iso=value.isoformat(), absolute=format_time(value), relative=format_relative(value)
+    )
+
+
+# One vocabulary on every page: what the states and roles are called, for people.
+STATUS_LABELS = {
+    "active": "Active",
+    "parked": "Parked",
+    "escalated": "Escalated",
+    "claimed": "Picked up",
+    "resolved": "Resolved",
+    "open": "Waiting",
+    "cancelled": "Withdrawn",
+    "expired": "Expired",
+    "pending": "Sending",
+    "sent": "Sent",
+    "failed": "Failed",
+    "skipped": "Skipped",
+}
+ROLE_HELP = {
+    "owner": "Owner: runs the account; picks up escalations and manages the team, owners included",
+    "admin": "Admin: picks up escalations and manages the team",
+    "engineer": "Engineer: escalates sessions and picks up teammates' escalations",
+    "viewer": "Viewer: reads the queue and escalated sessions; can't escalate or pick up, "
+    "and is never notified",
+}
+
+
+def status_label(status: str) -> str:
+    return STATUS_LABELS.get(str(status), str(status).capitalize())
+
+
+def role_help(role: str) -> str:
+    return ROLE_HELP.get(str(role), str(role))
 
 
 def iso(value: datetime | None) -> str:
@@ -68,10 +139,15 @@ def seconds_since(value: datetime | None) -> float | None:
 
 
 templates.env.filters["age"] = format_age
-templates.env.filters["when"] = format_time
+templates.env.filters["when"] = when
+templates.env.filters["when_text"] = format_time
+templates.env.filters["ago"] = format_ago
 templates.env.filters["iso"] = iso
 templates.env.filters["tojson_attr"] = lambda value: json.dumps(value, separators=(",", ":"))
 templates.env.globals["static_url"] = static_url
+templates.env.globals["status_label"] = status_label
+templates.env.globals["role_help"] = role_help
+templates.env.globals["role_help_all"] = ROLE_HELP
 templates.env.globals["version"] = __version__
 templates.env.globals["now_seconds"] = seconds_since
 templates.env.globals["server_now"] = lambda: utcnow().isoformat()

@@ -4,6 +4,7 @@
   "use strict";
 
   const body = document.body;
+  document.documentElement.classList.add("js");
   const page = body.dataset.page;
   const me = body.dataset.userId || null;
   const csrfMeta = document.querySelector('meta[name="csrf-token"]');
@@ -26,21 +27,53 @@
   // Server and browser clocks differ; ages count from the server's clock.
   const serverNow = Date.parse(body.dataset.serverNow || "");
   const skew = isNaN(serverNow) ? 0 : Date.now() - serverNow;
+  function formatAgo(seconds) {
+    return seconds < 10 ? "just now" : formatAge(seconds) + " ago";
+  }
+  // A past time: relative ("3h ago"), a date once older than a week; the exact time in the
+  // reader's own time zone is the tooltip.
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  function formatRelative(then, now) {
+    const seconds = Math.max(0, (now - then) / 1000);
+    if (seconds < 60) return formatAgo(seconds);
+    if (seconds < 3600) return Math.floor(seconds / 60) + "m ago";
+    if (seconds < 86400) return Math.floor(seconds / 3600) + "h ago";
+    if (seconds < 7 * 86400) return Math.floor(seconds / 86400) + "d ago";
+    const date = new Date(then);
+    const year = date.getFullYear() === new Date(now).getFullYear() ? "" : ", " + date.getFullYear();
+    return MONTHS[date.getMonth()] + " " + date.getDate() + year;
+  }
+  const absolute = window.Intl
+    ? new Intl.DateTimeFormat(undefined, {
+      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+    })
+    : null;
   function tick() {
     const now = Date.now() - skew;
     document.querySelectorAll("time[data-since]").forEach(function (el) {
       const since = Date.parse(el.dataset.since);
-      if (!isNaN(since)) el.textContent = formatAge((now - since) / 1000);
+      if (isNaN(since)) return;
+      const seconds = (now - since) / 1000;
+      el.textContent = "ago" in el.dataset ? formatAgo(seconds) : formatAge(seconds);
+      if ("ago" in el.dataset && absolute) el.title = absolute.format(new Date(since));
+    });
+    document.querySelectorAll("time[data-when]").forEach(function (el) {
+      const then = Date.parse(el.getAttribute("datetime"));
+      if (isNaN(then)) return;
+      el.textContent = formatRelative(then, now);
+      if (absolute) el.title = absolute.format(new Date(then));
     });
   }
+  tick();
   setInterval(tick, 1000);
 
   // ---- toasts ------------------------------------------------------------------------------
   const toasts = document.getElementById("toasts");
-  function toast(text, href, linkText) {
+  function toast(text, href, linkText, handoffId) {
     if (!toasts) return;
     const el = document.createElement("div");
     el.className = "toast";
+    if (handoffId) el.dataset.handoffId = handoffId;
     el.setAttribute("role", "status");
     const content = document.createElement("div");
     content.className = "toast-body";
@@ -60,6 +93,24 @@
     toasts.prepend(el);
     setTimeout(function () { el.remove(); }, 8000);
     while (toasts.children.length > 4) toasts.lastChild.remove();
+  }
+  // A toast about an escalation that someone has since picked up must not still say "Open".
+  function retireToasts(handoffId, text) {
+    if (!toasts || !handoffId) return;
+    toasts.querySelectorAll('.toast[data-handoff-id="' + handoffId + '"] .toast-body').forEach(function (b) {
+      b.textContent = text;
+    });
+  }
+
+  // ---- the navigation on phones: one Menu button -----------------------------------------
+  const menuButton = document.getElementById("menu-toggle");
+  if (menuButton) {
+    menuButton.addEventListener("click", function () {
+      const bar = menuButton.closest(".topbar");
+      const open = !bar.classList.contains("open");
+      bar.classList.toggle("open", open);
+      menuButton.setAttribute("aria-expanded", open ? "true" : "false");
+    });
   }
 
   // ---- confirmations (no inline handlers under the CSP) --------------------------------------
@@ -93,7 +144,7 @@
   if (soundButton && window.AudioContext) {
     const show = function () {
       soundButton.setAttribute("aria-pressed", soundOn() ? "true" : "false");
-      soundButton.textContent = soundOn() ? "Sound on" : "Sound off";
+      soundButton.textContent = soundOn() ? "Sound: on · turn off" : "Sound: off · turn on";
     };
     soundButton.hidden = false;
     show();
@@ -158,6 +209,7 @@
     card.querySelectorAll("form").forEach(function (f) { f.remove(); });
     const outcome = card.querySelector(".outcome");
     if (outcome && text) { outcome.textContent = text; outcome.hidden = false; }
+    if (text) retireToasts(card.dataset.handoffId, "“" + card.dataset.title + "”: " + text.charAt(0).toLowerCase() + text.slice(1));
     setTimeout(function () {
       card.classList.add("gone");
       setTimeout(function () { card.remove(); updateQueueCounts(); }, 500);
@@ -213,7 +265,7 @@
     const title = card.dataset.title;
     const who = card.dataset.escalator;
     const href = "/sessions/" + card.dataset.sessionId;
-    toast("New escalation from " + who + ": “" + title + "”", href, "Open");
+    toast("New escalation from " + who + ": “" + title + "”", href, "Open", card.dataset.handoffId);
     chime();
     desktopAlert("New escalation from " + who, title, href, card.dataset.handoffId);
   }
@@ -261,15 +313,34 @@
       refreshSession();
     } else if (event.type.indexOf("handoff.") === 0 && data.session_id === sessionId) {
       deliveryPolls = 0;
+      // "Escalated. Your team has been told." is history once the state moves on.
+      if (event.type !== "handoff.escalated") {
+        document.querySelectorAll("main > .flash.notice").forEach(function (f) { f.remove(); });
+      }
       refreshSession().then(function () {
-        if (event.type === "handoff.claimed" && data.created_by === me && data.claimed_by !== me) {
+        if (data.created_by !== me) return;
+        if (event.type === "handoff.claimed" && data.claimed_by !== me) {
           const banner = document.getElementById("picked-up-by");
           toast(banner ? banner.textContent.trim() : "Your escalation was picked up.");
+        } else if (event.type === "handoff.resolved" && data.resolved_by !== me) {
+          const banner = document.getElementById("resolved-by");
+          toast(banner ? banner.textContent.trim() : "Your escalation was resolved.");
         }
       });
-    } else if (event.type === "handoff.escalated" && data.created_by !== me) {
-      toast("New escalation: “" + (data.note || "no note") + "”", "/sessions/" + data.session_id, "Open");
+    } else {
+      elsewhere(event);
+    }
+  }
+  // Events about other sessions, on pages that don't list them.
+  function elsewhere(event) {
+    const data = event.data || {};
+    if (event.type === "handoff.escalated" && data.created_by !== me) {
+      toast("New escalation: “" + (data.note || "no note") + "”", "/sessions/" + data.session_id, "Open", data.id);
       chime();
+    } else if (event.type === "handoff.claimed") {
+      retireToasts(data.id, data.claimed_by === me ? "You picked it up." : "Already picked up by a teammate.");
+    } else if (event.type === "handoff.resolved" && data.created_by === me && data.resolved_by !== me) {
+      toast("Your escalation was resolved.", "/sessions/" + data.session_id, "Open");
     }
   }
 
@@ -289,11 +360,13 @@
       if (event.type === "handoff.claimed") claims.set(event.data.id, event.data.claimed_by);
       if (farewells[event.type]) endings.set(event.data.id, farewells[event.type]);
       if (event.type.indexOf("handoff.") === 0 && event.type !== "handoff.parked") refreshQueue();
+      if (event.type === "handoff.resolved" && event.data.created_by === me && event.data.resolved_by !== me) {
+        toast("Your escalation was resolved.", "/sessions/" + event.data.session_id, "Open");
+      }
     } else if (page === "session") {
       onSessionEvent(event);
-    } else if (event.type === "handoff.escalated" && event.data.created_by !== me) {
-      toast("New escalation: “" + (event.data.note || "no note") + "”", "/sessions/" + event.data.session_id, "Open");
-      chime();
+    } else {
+      elsewhere(event);
     }
   }
   let lastId = body.dataset.liveFrom || null;
@@ -389,4 +462,11 @@
   }
 
   if (page === "session") pollDeliveries();
+
+  // ---- /demo/mail: look for new mail now and then, never under the reader's eyes --------------------
+  if (page === "demo-mail") {
+    setInterval(function () {
+      if (!document.querySelector("details[open]") && document.visibilityState === "visible") location.reload();
+    }, 10000);
+  }
 })();
