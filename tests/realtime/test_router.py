@@ -378,3 +378,18 @@ async def test_a_broken_database_at_connect_is_a_503_to_retry(
         os.replace(path + ".away", path)
     async with ws_stream(live, team["senior"]):
         await wait_connections(http, team["senior"], 1)
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:99999", "http://[::1", "http://testserver:x"])
+async def test_a_malformed_origin_with_the_cookie_is_403(
+    live: str, http: httpx.AsyncClient, factory: Factory, ctx: AppContext, origin: str
+) -> None:
+    team = await factory.team(senior="engineer")
+    _id, secret = await sign_in(ctx, team["senior"])
+    cookie = {"Cookie": f"{SESSION_COOKIE}={secret}"}
+    response = await http.get(f"{API}/events", headers={**cookie, "Origin": origin})
+    assert response.status_code == 403, response.text
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(ws_url(live), additional_headers={**cookie, "Origin": origin}):
+            pass
+    assert refused.value.response.status_code == 403
