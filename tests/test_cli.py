@@ -258,3 +258,10 @@ def test_a_real_secret_is_accepted_in_production(tmp_path: Path) -> None:
         LIFELINE_SECRET_KEY="k3Q9-a-long-random-production-secret-value-0123456789",
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_short_secret_is_refused_in_production() -> None:
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        Settings(env="production", secret_key="k3Q9-short-not-a-placeholder-31")
+    assert Settings(env="production", secret_key="k3Q9-long-enough-not-a-placeholder").env
+    assert Settings(env="development", secret_key="short").env == "development"

@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "demo-secret-key"})
 DEMO_SECRET_KEY = "demo-secret-key"
+# Signs every session cookie: short enough to guess means anyone can sign in as anyone.
+MIN_SECRET_KEY_LENGTH = 32
+SECRET_KEY_HINT = "for example: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
 class Settings(BaseSettings):
@@ -61,10 +64,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
-        if self.env == "production" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
+        if self.env != "production":
+            return self
+        if self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError(
                 "LIFELINE_SECRET_KEY is missing or a placeholder; set a long random value "
-                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                f"({SECRET_KEY_HINT})"
+            )
+        if len(self.secret_key.strip()) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"LIFELINE_SECRET_KEY is too short: at least {MIN_SECRET_KEY_LENGTH} characters "
+                f"in production ({SECRET_KEY_HINT})"
             )
         return self
 

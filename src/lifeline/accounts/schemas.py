@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from lifeline.accounts import passwords
 from lifeline.accounts.models import EmailPreference, Role
+from lifeline.accounts.passwords import MAX_PASSWORD_LENGTH
 
 MAX_EMAIL_LENGTH = 320
 MAX_NAME_LENGTH = 200
@@ -23,7 +25,9 @@ def normalise_email(value: str) -> str:
 
 Email = Annotated[str, Field(max_length=MAX_EMAIL_LENGTH), AfterValidator(normalise_email)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
-Password = Annotated[str, Field(min_length=8, max_length=200)]
+Password = Annotated[
+    str, Field(max_length=MAX_PASSWORD_LENGTH), AfterValidator(passwords.check_password)
+]
 
 
 class StrictModel(BaseModel):

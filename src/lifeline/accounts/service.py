@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline import after_commit
-from lifeline.accounts import security
+from lifeline.accounts import passwords, security
 from lifeline.accounts.models import (
     MANAGER_ROLES,
     SENIOR_ROLES,
@@ -88,6 +88,14 @@ def _checked_text(field: str, value: str, max_length: int) -> str:
     return value
 
 
+def checked_password(password: str) -> str:
+    """The rules of :mod:`passwords`, for callers that don't pass through the schemas."""
+    problem = passwords.password_problem(password)
+    if problem is not None:
+        raise Unprocessable(f"password: {problem}")
+    return password
+
+
 def _checked_email(email: str) -> str:
     try:
         email = normalise_email(email)
@@ -108,6 +116,8 @@ async def create_user(
     email = _checked_email(email)
     if name is not None:
         name = _checked_text("name", name, MAX_NAME_LENGTH)
+    if password is not None:
+        checked_password(password)
     user = User(
         account_id=account_id,
         email=email,
@@ -247,6 +257,7 @@ async def update_me(
             user.password_hash, current_password or ""
         ):
             raise Forbidden("current_password: does not match")
+        checked_password(password)
         user.password_hash = security.hash_password(password)
         # A new password signs out every other browser, and closes what they had open.
         await revoke_web_sessions(db=db, user_id=user.id, keep_web_session_id=keep_web_session_id)

@@ -107,7 +107,7 @@ async def set_password(
     request: Request,
     db: SessionDep,
     principal: FormPrincipal,
-    new_password: Annotated[str, Form(min_length=8, max_length=200)],
+    new_password: Annotated[str, Form(max_length=200)],
     current_password: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
     try:
