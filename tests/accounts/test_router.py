@@ -622,3 +622,44 @@ async def test_a_removed_member_is_no_longer_notified(
         recipients = set(await db.scalars(select(Delivery.recipient_user_id)))
     assert team["gone"].id not in recipients
     assert {team["stays"].id, team.owner.id} <= recipients
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("Alice\r\nBcc: eve@evil.test", "Alice Bcc: eve@evil.test"),
+        ("Mallory\u202eecilA", "MalloryecilA"),
+        ("Ali\u200bce\u200d", "Alice"),
+        ("Bob\u2066 (admin)\u2069", "Bob (admin)"),
+        ("  Carol\tDanvers  ", "Carol Danvers"),
+        ("Zoë Ñandú 李", "Zoë Ñandú 李"),
+    ],
+)
+async def test_display_names_lose_control_bidi_and_zero_width_characters(
+    client: httpx.AsyncClient, factory: Factory, given: str, stored: str
+) -> None:
+    team = await factory.team(eng="engineer")
+    invited = await client.post(
+        f"{API}/users",
+        headers=team.owner.headers,
+        json={"email": "spoof@example.test", "name": given},
+    )
+    assert invited.status_code == 201, invited.text
+    assert invited.json()["user"]["name"] == stored
+    mine = await client.patch(f"{API}/me", headers=team["eng"].headers, json={"name": given})
+    assert mine.status_code == 200 and mine.json()["name"] == stored
+    renamed = await client.patch(
+        f"{API}/users/{team['eng'].id}", headers=team.owner.headers, json={"name": given}
+    )
+    assert renamed.status_code == 200 and renamed.json()["name"] == stored
+
+
+async def test_a_name_of_invisible_characters_only_is_422(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    team = await factory.team()
+    response = await client.patch(
+        f"{API}/me", headers=team.owner.headers, json={"name": "\u202e\u200b\r\n"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "name"]
