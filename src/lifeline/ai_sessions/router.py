@@ -38,6 +38,7 @@ async def create_session(
         path=request.url.path,
         status_code=status.HTTP_201_CREATED,
         create=create,
+        request_hash=idempotency.fingerprint(body),
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -95,6 +96,7 @@ async def add_message(
         path=request.url.path,
         status_code=status.HTTP_201_CREATED,
         create=create,
+        request_hash=idempotency.fingerprint(body),
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
