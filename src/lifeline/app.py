@@ -36,8 +36,8 @@ from lifeline.notifications.plugin import notifications_plugin
 from lifeline.notifications.router import router as notifications_router
 from lifeline.realtime.plugin import realtime_plugin
 from lifeline.realtime.router import router as realtime_router
+from lifeline.web import api_docs, web_plugin
 from lifeline.web import install as install_web
-from lifeline.web import web_plugin
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,10 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
                     log.exception("shutdown step failed")
             await ctx.close()
 
-    app = FastAPI(title="Lifeline", version=__version__, lifespan=lifespan, docs_url="/docs")
+    # /docs and /redoc are served by lifeline.web.api_docs, from vendored assets.
+    app = FastAPI(
+        title="Lifeline", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
 
     @app.exception_handler(LifelineError)
@@ -136,6 +139,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
     app.include_router(metrics.router)
     if demo_mail.serves_demo_mail(settings):
         app.include_router(demo_mail.router)
+    api_docs.install(app)
     install_web(app, https=settings.base_url.startswith("https://"))
     # Inside the body cap: a retried request's body is bounded before it is kept for replay.
     app.add_middleware(RetryTransientMiddleware)
