@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 
+from lifeline import metrics
 from lifeline.accounts.models import Role, User
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession, MessageRole, SessionStatus
@@ -218,11 +219,12 @@ async def hand_off(
     require_senior(user)
     here = f"/sessions/{session_id}"
     try:
-        await handoffs.create_handoff(
+        handoff = await handoffs.create_handoff(
             db=db, actor=user, session_id=session_id, intent=intent, note=note.strip()
         )
     except Conflict as exc:
         raise Bounce(here, error=exc.detail) from exc
+    metrics.handoff_created(handoff.intent)
     if intent == Intent.ESCALATE:
         return redirect(request, here, notice="Escalated. Your team has been told.")
     return redirect(request, here, notice="Parked. Only you can see it; resume it any time.")
