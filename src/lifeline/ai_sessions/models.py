@@ -38,6 +38,9 @@ class AISession(Base):
     status: Mapped[str] = mapped_column(String(16), default=SessionStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A park is private: while parked, everyone but who parked it sees the status before.
+    parked_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    status_before_park: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class Message(Base):

@@ -104,7 +104,7 @@ async def my_sessions_page(
         "sessions.html",
         page_context(
             principal,
-            rows=rows,
+            rows=[sessions.seen_by(row, principal.user) for row in rows],
             next_cursor=next_cursor,
             status=status,
             statuses=list(SessionStatus),
@@ -191,7 +191,7 @@ async def session_page(
         "session.html",
         page_context(
             principal,
-            session=session,
+            session=sessions.seen_by(session, user),
             messages=messages,
             history=history,
             names=names,
