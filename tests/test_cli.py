@@ -370,3 +370,10 @@ def test_a_missing_secret_is_one_sentence_saying_how_to_make_one(tmp_path: Path)
     assert lines[0].startswith("error: LIFELINE_SECRET_KEY is not set")
     assert "secrets.token_urlsafe" in lines[0]
     assert "pydantic" not in result.stderr and "http" not in result.stderr
+
+
+def test_a_short_secret_is_refused_in_production() -> None:
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        Settings(env="production", secret_key="k3Q9-short-not-a-placeholder-31")
+    assert Settings(env="production", secret_key="k3Q9-long-enough-not-a-placeholder").env
+    assert Settings(env="development", secret_key="short").env == "development"

@@ -115,6 +115,31 @@ async def test_a_key_reused_on_another_path_is_a_422_and_creates_nothing(
     assert transcript.json()["items"] == []
 
 
+async def test_a_key_reused_with_another_body_is_a_422_and_creates_nothing(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    team = await factory.team(junior="engineer")
+    junior = team["junior"]
+    first = await client.post(
+        "/api/v1/ai-sessions", headers=_key(junior.headers, "k"), json={"title": "one"}
+    )
+    assert first.status_code == 201
+    # The same request written differently (key order, spacing) is the same request.
+    same = await client.post(
+        "/api/v1/ai-sessions",
+        headers={**_key(junior.headers, "k"), "Content-Type": "application/json"},
+        content=b'{ "messages": [],   "title": "one" }',
+    )
+    assert same.status_code == 201 and same.json() == first.json()
+    other = await client.post(
+        "/api/v1/ai-sessions", headers=_key(junior.headers, "k"), json={"title": "two"}
+    )
+    assert other.status_code == 422, other.text
+    assert other.json()["detail"].startswith("Idempotency-Key: already used with a different")
+    mine = await client.get("/api/v1/ai-sessions", headers=junior.headers)
+    assert [s["title"] for s in mine.json()["items"]] == ["one"]
+
+
 async def test_a_failed_request_stores_nothing_under_its_key(
     client: httpx.AsyncClient, factory: Factory
 ) -> None:

@@ -38,8 +38,8 @@ from lifeline.notifications.plugin import notifications_plugin
 from lifeline.notifications.router import router as notifications_router
 from lifeline.realtime.plugin import realtime_plugin
 from lifeline.realtime.router import router as realtime_router
+from lifeline.web import api_docs, web_plugin
 from lifeline.web import install as install_web
-from lifeline.web import web_plugin
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,10 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
                     log.exception("shutdown step failed")
             await ctx.close()
 
-    app = FastAPI(title="Lifeline", version=__version__, lifespan=lifespan, docs_url="/docs")
+    # /docs and /redoc are served by lifeline.web.api_docs, from vendored assets.
+    app = FastAPI(
+        title="Lifeline", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
 
     @app.exception_handler(LifelineError)
@@ -141,6 +144,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
     app.include_router(metrics.router)
     if demo_mail.serves_demo_mail(settings):
         app.include_router(demo_mail.router)
+    api_docs.install(app)
     install_web(app, https=settings.base_url.startswith("https://"))
     mcp_endpoint = agents_http.install(app, settings)
     app.state.mcp = mcp_endpoint.server

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline import logging as lifeline_logging
 from lifeline import migrate
+from lifeline.accounts import passwords
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import Account, Role, User
 from lifeline.after_commit import AfterCommitRunner, TaskSet
@@ -126,12 +127,14 @@ def _emit(as_json: bool, payload: dict[str, Any], human: str) -> None:
 
 
 def _web_password(value: str | None) -> str | None:
-    """``--password -`` asks for it (hidden, twice); a web password is at least 8 characters."""
+    """``--password -`` asks for it (hidden, twice); a web password is at least 12 characters
+    and not one of the most common ones."""
     if value == "-":
         # On stderr, so ``--json`` output stays machine-readable.
         value = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
-    if value is not None and len(value) < 8:
-        typer.echo("error: --password must be at least 8 characters", err=True)
+    problem = None if value is None else passwords.password_problem(value)
+    if problem is not None:
+        typer.echo(f"error: --password {problem}", err=True)
         raise typer.Exit(2)
     return value
 

@@ -14,6 +14,8 @@ MISSING_SECRET_KEY = (
     "LIFELINE_SECRET_KEY is not set (or is a placeholder): make one with "
     "export LIFELINE_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 )
+# Signs every session cookie: short enough to guess means anyone can sign in as anyone.
+MIN_SECRET_KEY_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -67,8 +69,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
-        if self.env == "production" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
+        if self.env != "production":
+            return self
+        if self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError(MISSING_SECRET_KEY)
+        if len(self.secret_key.strip()) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"LIFELINE_SECRET_KEY is too short: at least {MIN_SECRET_KEY_LENGTH} characters "
+                "in production; make one with export LIFELINE_SECRET_KEY=$(python3 -c "
+                "'import secrets; print(secrets.token_urlsafe(48))')"
+            )
         return self
 
     @property

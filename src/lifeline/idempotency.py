@@ -11,11 +11,14 @@ write lock (SQLite), then finds the stored answer.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
     CursorResult,
@@ -49,6 +52,8 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(String(200))
     method: Mapped[str] = mapped_column(String(8))
     path: Mapped[str] = mapped_column(String(500))
+    # SHA-256 of the request's validated body (None in records older than this column).
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -73,10 +78,22 @@ async def _find(db: AsyncSession, user_id: str, key: str) -> IdempotencyRecord |
     return record
 
 
-def _replay(record: IdempotencyRecord, method: str, path: str) -> Outcome:
+def fingerprint(body: BaseModel) -> str:
+    """The request as the route validated it: key order and spacing don't make it another."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(record: IdempotencyRecord, method: str, path: str, request_hash: str | None) -> Outcome:
     if (record.method, record.path) != (method, path):
         raise Unprocessable(
             f"Idempotency-Key: already used for {record.method} {record.path}; "
+            "use a new key for a different request"
+        )
+    if record.request_hash is not None and request_hash not in (None, record.request_hash):
+        # The IETF Idempotency-Key draft: a key reused with another payload is an error.
+        raise Unprocessable(
+            "Idempotency-Key: already used with a different request body; "
             "use a new key for a different request"
         )
     if record.status_code == _IN_PROGRESS:
@@ -93,10 +110,12 @@ async def run_once(
     path: str,
     status_code: int,
     create: Create,
+    request_hash: str | None = None,
 ) -> Outcome:
     """Run ``create`` once per ``(user, key)``; later calls with the key get its answer back.
 
-    ``create`` returns the JSON body of the answer. Without a key it simply runs.
+    ``create`` returns the JSON body of the answer. Without a key it simply runs. With
+    ``request_hash`` (:func:`fingerprint` of the body) a key reused with another body is a 422.
     """
     if key is None:
         return Outcome(status_code, await create(), replayed=False)
@@ -105,13 +124,14 @@ async def run_once(
         await db.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == existing.id))
         existing = None
     if existing is not None:
-        return _replay(existing, method, path)
+        return _replay(existing, method, path, request_hash)
 
     record = IdempotencyRecord(
         user_id=user_id,
         key=key,
         method=method,
         path=path,
+        request_hash=request_hash,
         status_code=_IN_PROGRESS,
         response_body={},
         created_at=utcnow(),
@@ -128,7 +148,7 @@ async def run_once(
             raise Conflict(
                 "Idempotency-Key: a concurrent request with this key failed; retry"
             ) from exc
-        return _replay(winner, method, path)
+        return _replay(winner, method, path, request_hash)
 
     body = await create()
     record.status_code = status_code

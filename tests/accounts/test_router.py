@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from lifeline.accounts.models import User
 from lifeline.context import AppContext
+from lifeline.demo import DEMO_PASSWORD
 from tests.support.factories import Factory, Person, Team, escalate, new_session
 
 API = "/api/v1"
@@ -398,6 +399,49 @@ async def test_me_password_change_needs_the_current_password(
     assert short.json()["detail"][0]["loc"] == ["body", "password"]
 
 
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("elevenchars", "at least 12 characters"),
+        ("qwerty123456", "most commonly used"),
+        ("1QAZ2WSX3EDC", "most commonly used"),
+        ("1q2w3e4r5t6y", "most commonly used"),
+    ],
+)
+async def test_short_or_common_passwords_are_refused_everywhere(
+    client: httpx.AsyncClient, factory: Factory, password: str, why: str
+) -> None:
+    team = await factory.team(eng="engineer")
+    mine = await client.patch(
+        f"{API}/me",
+        headers=team["eng"].headers,
+        json={"password": password, "current_password": team["eng"].password},
+    )
+    invited = await client.post(
+        f"{API}/users",
+        headers=team.owner.headers,
+        json={"email": "new@example.test", "password": password},
+    )
+    for response in (mine, invited):
+        assert response.status_code == 422, response.text
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["body", "password"] and why in error["msg"]
+        assert password not in response.text
+
+
+async def test_the_demo_password_and_a_passphrase_are_accepted(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    team = await factory.team(eng="engineer")
+    for password in (DEMO_PASSWORD, "violet staple engine 42"):
+        response = await client.post(
+            f"{API}/users",
+            headers=team.owner.headers,
+            json={"email": f"{len(password)}@example.test", "password": password},
+        )
+        assert response.status_code == 201, response.text
+
+
 # --- account ----------------------------------------------------------------------------
 
 
@@ -579,3 +623,44 @@ async def test_a_removed_member_is_no_longer_notified(
         recipients = set(await db.scalars(select(Delivery.recipient_user_id)))
     assert team["gone"].id not in recipients
     assert {team["stays"].id, team.owner.id} <= recipients
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("Alice\r\nBcc: eve@evil.test", "Alice Bcc: eve@evil.test"),
+        ("Mallory\u202eecilA", "MalloryecilA"),
+        ("Ali\u200bce\u200d", "Alice"),
+        ("Bob\u2066 (admin)\u2069", "Bob (admin)"),
+        ("  Carol\tDanvers  ", "Carol Danvers"),
+        ("Zoë Ñandú 李", "Zoë Ñandú 李"),
+    ],
+)
+async def test_display_names_lose_control_bidi_and_zero_width_characters(
+    client: httpx.AsyncClient, factory: Factory, given: str, stored: str
+) -> None:
+    team = await factory.team(eng="engineer")
+    invited = await client.post(
+        f"{API}/users",
+        headers=team.owner.headers,
+        json={"email": "spoof@example.test", "name": given},
+    )
+    assert invited.status_code == 201, invited.text
+    assert invited.json()["user"]["name"] == stored
+    mine = await client.patch(f"{API}/me", headers=team["eng"].headers, json={"name": given})
+    assert mine.status_code == 200 and mine.json()["name"] == stored
+    renamed = await client.patch(
+        f"{API}/users/{team['eng'].id}", headers=team.owner.headers, json={"name": given}
+    )
+    assert renamed.status_code == 200 and renamed.json()["name"] == stored
+
+
+async def test_a_name_of_invisible_characters_only_is_422(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    team = await factory.team()
+    response = await client.patch(
+        f"{API}/me", headers=team.owner.headers, json={"name": "\u202e\u200b\r\n"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "name"]

@@ -202,3 +202,46 @@ async def test_unknown_session_is_404(client: httpx.AsyncClient, factory: Factor
         )
         assert response.status_code == 404
         assert response.json() == {"detail": "AI session not found"}
+
+
+async def _status(client: httpx.AsyncClient, person: Person, session_id: str) -> str:
+    response = await client.get(f"{API}/ai-sessions/{session_id}", headers=person.headers)
+    assert response.status_code == 200, response.text
+    status: str = response.json()["status"]
+    return status
+
+
+async def _listed(client: httpx.AsyncClient, person: Person, status: str) -> list[str]:
+    response = await client.get(
+        f"{API}/ai-sessions", headers=person.headers, params={"status": status}
+    )
+    assert response.status_code == 200, response.text
+    return [s["id"] for s in response.json()["items"]]
+
+
+async def test_a_park_tells_nobody_else_not_even_through_the_sessions_status(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    team = await factory.team(junior="engineer", senior="engineer", vic="viewer")
+    junior = team["junior"]
+    # Escalated once and resolved: every member of the account can read it now.
+    session = await new_session(client, junior)
+    handoff = await escalate(client, junior, session["id"])
+    path = f"{API}/ai-sessions/{session['id']}/handoffs/{handoff['id']}"
+    for step in ("claim", "resolve"):
+        done = await client.post(f"{path}/{step}", headers=team["senior"].headers)
+        assert done.status_code == 200, done.text
+    private = await new_session(client, junior, title="not escalated")
+    for target in (session, private):
+        await escalate(client, junior, target["id"], intent="park")
+
+    assert await _status(client, junior, session["id"]) == "parked"
+    assert set(await _listed(client, junior, "parked")) == {session["id"], private["id"]}
+    for other in (team["senior"], team["vic"], team.owner):
+        assert await _status(client, other, session["id"]) == "resolved"
+        assert await _listed(client, other, "parked") == []
+        assert session["id"] in await _listed(client, other, "resolved")
+    # The owner reads every session of the account: the unescalated one stays "active".
+    assert await _status(client, team.owner, private["id"]) == "active"
+    assert private["id"] in await _listed(client, team.owner, "active")
+    assert private["id"] not in await _listed(client, junior, "active")

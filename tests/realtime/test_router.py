@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import timedelta
 
@@ -378,3 +379,36 @@ async def test_a_broken_database_at_connect_is_a_503_to_retry(
         os.replace(path + ".away", path)
     async with ws_stream(live, team["senior"]):
         await wait_connections(http, team["senior"], 1)
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:99999", "http://[::1", "http://testserver:x"])
+async def test_a_malformed_origin_with_the_cookie_is_403(
+    live: str, http: httpx.AsyncClient, factory: Factory, ctx: AppContext, origin: str
+) -> None:
+    team = await factory.team(senior="engineer")
+    _id, secret = await sign_in(ctx, team["senior"])
+    cookie = {"Cookie": f"{SESSION_COOKIE}={secret}"}
+    response = await http.get(f"{API}/events", headers={**cookie, "Origin": origin})
+    assert response.status_code == 403, response.text
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(ws_url(live), additional_headers={**cookie, "Origin": origin}):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_a_refused_websocket_is_logged_at_info_not_as_an_error(
+    live: str, factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone can knock: a refusal must not flood the error log."""
+    team = await factory.team(senior="engineer")
+    with caplog.at_level(logging.INFO):
+        for headers in ({}, {"Authorization": "Bearer lfl_nope"}, {"Cookie": "lifeline_session=x"}):
+            with pytest.raises(InvalidStatus):
+                async with connect(ws_url(live), additional_headers=headers):
+                    pass
+        async with ws_stream(live, team["senior"]):
+            pass
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]
+    refused = [r for r in caplog.records if "refused" in r.getMessage().lower()]
+    assert len(refused) == 3 and all(r.levelno == logging.INFO for r in refused)

@@ -6,6 +6,7 @@ import httpx
 from fastapi import FastAPI
 
 from lifeline import demo
+from lifeline.accounts.models import Role
 from lifeline.app import create_app
 from lifeline.context import AppContext
 from lifeline.web.auth import BAD_CREDENTIALS
@@ -306,3 +307,39 @@ async def test_the_sign_in_page_speaks_to_people_and_lists_the_demo_logins_in_th
     assert "Demo sign-ins" in page and f"<code>{demo.DEMO_PASSWORD}</code>" in page
     for person in demo.PEOPLE:
         assert f"<code>{person.email}</code> · {person.name}" in page
+
+
+async def test_a_browser_that_signed_in_before_is_not_locked_out_by_others_guessing(
+    browser: BrowserFactory, factory: Factory, ctx: AppContext
+) -> None:
+    """OWASP's device cookies: failures from elsewhere lock the account for everyone else, not
+    for the browser its owner signed in with before; that browser's own failures still count."""
+    use_throttle(ctx, FakeClock(), account=3, address=4)
+    team = await factory.team(senior="engineer")
+    email, password = team["senior"].email, team["senior"].password
+    mine = await browser()
+    assert (await mine.sign_in(email, password)).status_code == 303
+    assert any(c.name == "lifeline_device" for c in mine.client.cookies.jar)
+    mine.client.cookies.delete("lifeline_session")  # signed out, the device cookie kept
+
+    attacker = await browser()
+    codes = [(await attacker.sign_in(email, "guess")).status_code for _ in range(5)]
+    assert codes[-1] == 429
+    # A stranger with the right password waits like the attacker (the address is locked too)...
+    stranger = await browser()
+    assert (await stranger.sign_in(email, password)).status_code == 429
+    # ...but the owner's browser, from the very same address, signs in.
+    assert (await mine.sign_in(email, password)).status_code == 303
+    mine.client.cookies.delete("lifeline_session")
+
+    # The device's own failures are throttled, on its own count.
+    device_codes = [(await mine.sign_in(email, "oops")).status_code for _ in range(4)]
+    assert device_codes == [401, 401, 401, 429]
+    # A device cookie for another email, or a forged one, earns nothing.
+    other = await factory.person(team, key="other", role=Role.ENGINEER)
+    for _ in range(4):
+        await attacker.sign_in(other.email, "guess")
+    assert (await mine.sign_in(other.email, other.password)).status_code == 429
+    forged = await browser()
+    forged.client.cookies.set("lifeline_device", "forged.value", path="/login")
+    assert (await forged.sign_in(email, password)).status_code == 429

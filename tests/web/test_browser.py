@@ -458,6 +458,7 @@ def live_with_mail(database_url: str, backend: str, tmp_path: Path) -> Iterator[
             LIFELINE_SMTP_HOST="127.0.0.1",
             LIFELINE_SMTP_PORT=str(sink.controller.port),
             LIFELINE_MAIL_SINK_DIR=str(mail_dir),
+            LIFELINE_ENV="demo",
         ) as base:
             yield Live(base=base, team=team, session={}, backend=backend)
     finally:
@@ -615,3 +616,30 @@ def test_on_a_phone_the_top_bar_is_one_row_with_a_menu_and_charts_stay_readable(
     screenshot(page, "analytics-phone", live.backend)
     tab.assert_clean()
     tab.context.close()
+
+
+def test_the_api_docs_render_offline_under_the_pages_csp(live: Live, chromium: Browser) -> None:
+    """Swagger UI and ReDoc come from the app itself, under the pages' CSP: nothing is fetched
+    from anywhere else (ReDoc's hard-coded Redocly logo is blocked, as it should be)."""
+    outside: list[str] = []
+
+    def watch(tab: Tab) -> Tab:
+        tab.page.on(
+            "response",
+            lambda response: (
+                outside.append(response.url) if not response.url.startswith(live.base) else None
+            ),
+        )
+        return tab
+
+    swagger = watch(open_tab(chromium))
+    swagger.page.goto(f"{live.base}/docs")
+    expect(swagger.page.locator(".swagger-ui .info .title")).to_contain_text("Lifeline")
+    expect(swagger.page.locator(".opblock-tag").first).to_be_visible()
+    swagger.assert_clean()
+
+    redoc = watch(open_tab(chromium))
+    redoc.page.goto(f"{live.base}/redoc")
+    expect(redoc.page.locator("#redoc h1")).to_contain_text("Lifeline")
+    expect(redoc.page.get_by_text("Pick Up an escalation").first).to_be_attached()
+    assert outside == []

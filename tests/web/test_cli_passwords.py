@@ -68,7 +68,13 @@ async def test_account_and_user_passwords_given_or_prompted_sign_in(
         *("user", "create", "--account", account_id, "--email", "x@acme.test"),
         *("--password", "short"),
     )
-    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
+    common = lifeline(
+        database_url,
+        *("user", "create", "--account", account_id, "--email", "z@acme.test"),
+        *("--password", "password1234"),
+    )
+    assert common.returncode == 2 and "most commonly used" in common.stderr
     mismatch = lifeline(
         database_url,
         *("user", "create", "--account", account_id, "--email", "y@acme.test", "--password", "-"),
@@ -108,6 +114,7 @@ async def test_set_password_replaces_it_and_signs_out_open_web_sessions(
         assert not await signs_in(fresh_app, "o@acme.test", "old password")
         assert await signs_in(fresh_app, "o@acme.test", "new password")
     unknown = lifeline(
-        database_url, *("user", "set-password", "--email", "n@x.test", "--password", "whatever1")
+        database_url,
+        *("user", "set-password", "--email", "n@x.test", "--password", "whatever it is"),
     )
     assert unknown.returncode == 1 and "No active user" in unknown.stderr

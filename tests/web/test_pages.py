@@ -270,8 +270,18 @@ async def test_security_headers_and_no_inline_code_on_pages(
     assert "frame-ancestors 'none'" in login.headers["content-security-policy"]
     api = await client.get("/api/v1/me", headers=team.owner.headers)
     assert api.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    # The API docs too: their assets are the app's own, started from files.
     docs = await client.get("/docs")
-    assert "content-security-policy" not in docs.headers  # Swagger UI needs its CDN
+    assert docs.headers["content-security-policy"] == login.headers["content-security-policy"]
+    redoc = await client.get("/redoc")
+    assert "style-src 'self' 'nonce-" in redoc.headers["content-security-policy"]
+    assert "script-src 'self';" in redoc.headers["content-security-policy"]
+    for page in (docs, redoc):
+        assert "http://" not in page.text and "https://" not in page.text
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page.text)
+        for asset in re.findall(r'(?:src|href)="(/[^"]+)"', page.text):
+            fetched = await client.get(asset)
+            assert fetched.status_code == 200, asset
 
 
 async def test_static_assets_are_served_by_the_app(browser: BrowserFactory) -> None:

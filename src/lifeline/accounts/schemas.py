@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from lifeline.accounts import passwords
 from lifeline.accounts.models import EmailPreference, Role
+from lifeline.accounts.passwords import MAX_PASSWORD_LENGTH
 
 MAX_EMAIL_LENGTH = 320
 MAX_NAME_LENGTH = 200
@@ -22,8 +25,29 @@ def normalise_email(value: str) -> str:
 
 
 Email = Annotated[str, Field(max_length=MAX_EMAIL_LENGTH), AfterValidator(normalise_email)]
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
-Password = Annotated[str, Field(min_length=8, max_length=200)]
+# Invisible or layout-changing characters: control (CR, LF, tab…), format (bidi overrides and
+# isolates, zero-width spaces and joiners, marks) and line/paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def clean_name(value: str) -> str:
+    """A display name that can't pose as someone else: invisible and bidi characters removed,
+    whitespace runs made one space. ValueError when nothing visible is left."""
+    visible = "".join(
+        " " if ch.isspace() else ch
+        for ch in value
+        if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE_CATEGORIES
+    )
+    cleaned = " ".join(visible.split())
+    if not cleaned:
+        raise ValueError("must contain visible characters")
+    return cleaned
+
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(clean_name)]
+Password = Annotated[
+    str, Field(max_length=MAX_PASSWORD_LENGTH), AfterValidator(passwords.check_password)
+]
 
 
 class StrictModel(BaseModel):

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline import after_commit
-from lifeline.accounts import security
+from lifeline.accounts import passwords, security
 from lifeline.accounts.models import (
     MANAGER_ROLES,
     SENIOR_ROLES,
@@ -23,6 +23,7 @@ from lifeline.accounts.models import (
 from lifeline.accounts.schemas import (
     MAX_EMAIL_LENGTH,
     MAX_NAME_LENGTH,
+    clean_name,
     normalise_email,
     storable_text,
 )
@@ -116,6 +117,29 @@ def _checked_text(field: str, value: str, max_length: int) -> str:
     return value
 
 
+def _name_from_email(email: str) -> str:
+    try:
+        return clean_name(email.split("@")[0])[:MAX_NAME_LENGTH]
+    except ValueError:
+        return "member"
+
+
+def _checked_name(name: str) -> str:
+    """A display name, whoever sets it: no control, bidi or zero-width characters."""
+    try:
+        return _checked_text("name", clean_name(name), MAX_NAME_LENGTH)
+    except ValueError as exc:
+        raise Unprocessable(f"name: {exc}") from exc
+
+
+def checked_password(password: str) -> str:
+    """The rules of :mod:`passwords`, for callers that don't pass through the schemas."""
+    problem = passwords.password_problem(password)
+    if problem is not None:
+        raise Unprocessable(f"password: {problem}")
+    return password
+
+
 def _checked_email(email: str) -> str:
     try:
         email = normalise_email(email)
@@ -135,11 +159,13 @@ async def create_user(
 ) -> User:
     email = _checked_email(email)
     if name is not None:
-        name = _checked_text("name", name, MAX_NAME_LENGTH)
+        name = _checked_name(name)
+    if password is not None:
+        checked_password(password)
     user = User(
         account_id=account_id,
         email=email,
-        name=name or email.split("@")[0][:MAX_NAME_LENGTH],
+        name=name or _name_from_email(email),
         role=role,
         # Those reached live aren't emailed as well (the push already told them).
         email_notifications=EmailPreference.OFFLINE_ONLY,
@@ -268,7 +294,7 @@ async def update_me(
 ) -> User:
     """The caller's own profile; a password change signs out their other web sessions."""
     if name is not None:
-        user.name = name
+        user.name = _checked_name(name)
     if email_notifications is not None:
         user.email_notifications = email_notifications
     if password is not None:
@@ -276,6 +302,7 @@ async def update_me(
             user.password_hash, current_password or ""
         ):
             raise Forbidden("current_password: does not match")
+        checked_password(password)
         user.password_hash = security.hash_password(password)
         # A new password signs out every other browser, and closes what they had open.
         await revoke_web_sessions(db=db, user_id=user.id, keep_web_session_id=keep_web_session_id)
@@ -438,7 +465,7 @@ async def update_user(
         # What a live connection may see depends on the role: it reconnects as the new one.
         after_commit.record(db, after_commit.DropConnections(user_id=target.id))
     if name is not None:
-        target.name = name
+        target.name = _checked_name(name)
     await db.flush()
     if Role(target.role) not in SENIOR_ROLES:
         # A viewer can't hold a pick-up (nor release or resolve it): it goes back to the team.

@@ -62,6 +62,9 @@ class AISession(Base):
     source: Mapped[str] = mapped_column(String(32), default=SessionSource.API, server_default="api")
     client_name: Mapped[str | None] = mapped_column(String(200), default=None)
     external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    # A park is private: while parked, everyone but who parked it sees the status before.
+    parked_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    status_before_park: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class Message(Base):

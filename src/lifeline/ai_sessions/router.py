@@ -62,6 +62,7 @@ async def create_session(
         path=request.url.path,
         status_code=status.HTTP_201_CREATED,
         create=create,
+        request_hash=idempotency.fingerprint(body),
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -81,14 +82,14 @@ async def list_sessions(
         db=db, user=user, status=status_, mine=mine, cursor=cursor, limit=limit
     )
     return schemas.SessionList(
-        items=[schemas.SessionRead.model_validate(s) for s in rows], next_cursor=next_cursor
+        items=[sessions.seen_by(s, user) for s in rows], next_cursor=next_cursor
     )
 
 
 @router.get("/{session_id}", response_model=schemas.SessionRead)
 async def read_session(db: SessionDep, user: CurrentUser, session_id: str) -> schemas.SessionRead:
     session = await sessions.get_visible_session(db=db, user=user, session_id=session_id)
-    return schemas.SessionRead.model_validate(session)
+    return sessions.seen_by(session, user)
 
 
 @router.post(
@@ -119,6 +120,7 @@ async def add_message(
         path=request.url.path,
         status_code=status.HTTP_201_CREATED,
         create=create,
+        request_hash=idempotency.fingerprint(body),
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"

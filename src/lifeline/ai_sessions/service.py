@@ -15,7 +15,7 @@ from lifeline.ai_sessions.models import (
     SessionSource,
     SessionStatus,
 )
-from lifeline.ai_sessions.schemas import MessageCreate, MessageRead
+from lifeline.ai_sessions.schemas import MessageCreate, MessageRead, SessionRead
 from lifeline.db import utcnow
 from lifeline.errors import Conflict, Forbidden, NotFound
 from lifeline.handoffs.models import Handoff, Intent
@@ -120,6 +120,40 @@ def _message(session: AISession, author: User, role: str, content: str) -> Messa
     )
 
 
+def _park_hidden_from(user: User) -> ColumnElement[bool]:
+    """Parked by someone else (who recorded the status before): a park this user can't see."""
+    return (
+        (AISession.status == SessionStatus.PARKED)
+        & AISession.parked_by.is_distinct_from(user.id)
+        & AISession.status_before_park.is_not(None)
+    )
+
+
+def status_seen_by(session: AISession, user: User) -> SessionStatus:
+    """A park tells nobody: to all but who parked it, the session keeps its status before."""
+    if (
+        session.status == SessionStatus.PARKED
+        and session.parked_by != user.id
+        and session.status_before_park is not None
+    ):
+        return SessionStatus(session.status_before_park)
+    return SessionStatus(session.status)
+
+
+def status_as_seen_by(user: User, status: SessionStatus) -> ColumnElement[bool]:
+    """:func:`status_seen_by` as a WHERE clause."""
+    hidden = _park_hidden_from(user)
+    if status == SessionStatus.PARKED:
+        return (AISession.status == status) & ~hidden
+    return (AISession.status == status) | (hidden & (AISession.status_before_park == status))
+
+
+def seen_by(session: AISession, user: User) -> SessionRead:
+    """The session as ``user`` may see it."""
+    read = SessionRead.model_validate(session)
+    return read.model_copy(update={"status": status_seen_by(session, user)})
+
+
 async def list_sessions(
     *,
     db: AsyncSession,
@@ -131,7 +165,7 @@ async def list_sessions(
 ) -> tuple[list[AISession], str | None]:
     query = select(AISession).where(visible_to(user))
     if status is not None:
-        query = query.where(AISession.status == status)
+        query = query.where(status_as_seen_by(user, status))
     if mine:
         query = query.where(or_(AISession.created_by == user.id, AISession.assigned_to == user.id))
     query = keyset(

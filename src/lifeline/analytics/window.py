@@ -17,6 +17,10 @@ from lifeline.errors import Unprocessable
 
 DEFAULT_SPAN = timedelta(days=30)
 MAX_SPAN = timedelta(days=366)
+# Moments outside these are refused: near datetime's own limits (year 1 or 9999) the window's
+# day and offset arithmetic overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 # Offsets change at most a few times a year; probing every 6 hours cannot miss a change,
 # and a binary search then pins it to the second (tz transitions fall on whole seconds).
 _PROBE = timedelta(hours=6)
@@ -96,11 +100,14 @@ def parse_moment(raw: str, field: str, tz: tzinfo) -> datetime:
         parsed = datetime.fromisoformat(text)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=tz)
-        return parsed.astimezone(UTC)
+        moment = parsed.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise Unprocessable(
             f"{field}: not an ISO 8601 date or date-time (e.g. 2026-03-01 or 2026-03-01T09:00)"
         ) from exc
+    if not EARLIEST <= moment <= LATEST:
+        raise Unprocessable(f"{field}: must be between 1970-01-01 and 3000-01-01")
+    return moment
 
 
 def resolve_window(*, since: str | None, until: str | None, tz_name: str, now: datetime) -> Window:

@@ -78,6 +78,7 @@ async def create_handoff(
         path=request.url.path,
         status_code=status.HTTP_201_CREATED,
         create=create,
+        request_hash=idempotency.fingerprint(body),
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"

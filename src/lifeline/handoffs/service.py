@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -111,7 +111,18 @@ async def create_handoff(
         await _publish(db, handoff, "handoff.escalated")
         await outbox.enqueue_wave(db=db, handoff=handoff, kind=DeliveryKind.ESCALATED)
     else:
-        await _set_session(db, session.id, SessionStatus.PARKED, now)
+        # Private: who parked it sees "parked", everyone else the status it had before.
+        await _set_session(
+            db,
+            session.id,
+            SessionStatus.PARKED,
+            now,
+            parked_by=actor.id,
+            status_before_park=case(
+                (AISession.status == SessionStatus.PARKED, AISession.status_before_park),
+                else_=AISession.status,
+            ),
+        )
         await _publish(db, handoff, "handoff.parked")
     return handoff
 

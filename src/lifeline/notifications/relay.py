@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lifeline import metrics
 from lifeline.after_commit import DispatchDeliveries
 from lifeline.config import Settings
 from lifeline.db import utcnow
@@ -227,6 +228,10 @@ class Relay:
 
         async def one(notification: content.Notification) -> Outcome:
             outcome = await self._deliver(notification, start_by=start_by)
+            channel = notification.delivery.channel
+            if not outcome.refund_attempt:
+                metrics.delivery_attempted(channel)
+            metrics.delivery_finished(channel, outcome.status)
             writer.put(outcome)
             return outcome
 

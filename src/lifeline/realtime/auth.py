@@ -45,7 +45,10 @@ def origin_of(url: str) -> str:
 def same_origin(conn: HTTPConnection, base_url: str) -> bool:
     origin = conn.headers.get("origin")
     if origin is not None:
-        return origin != "null" and origin_of(origin) == origin_of(base_url)
+        try:
+            return origin != "null" and origin_of(origin) == origin_of(base_url)
+        except ValueError:  # "http://host:99999", "http://[::1": no origin of ours
+            return False
     # No Origin: only a same-origin, non-WebSocket browser request (EventSource) omits it.
     return conn.scope["type"] == "http" and conn.headers.get("sec-fetch-site") == "same-origin"
 

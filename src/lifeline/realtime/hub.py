@@ -12,13 +12,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lifeline import metrics
 from lifeline.accounts import service as accounts
 from lifeline.db import new_id
 from lifeline.realtime import service
@@ -57,13 +60,17 @@ class Envelope:
     id: int
     type: str
     text: str
+    # When the event was recorded (epoch seconds): push latency is measured from it.
+    created_at: float = 0.0
 
     @classmethod
     def of(cls, message: dict[str, Any]) -> Envelope:
+        created = message.get("created_at")
         return cls(
             id=int(message["id"]),
             type=str(message["type"]),
             text=json.dumps(message, separators=(",", ":")),
+            created_at=datetime.fromisoformat(created).timestamp() if created else 0.0,
         )
 
 
@@ -220,9 +227,13 @@ class Hub:
         self._by_account.setdefault(viewer.account_id, set()).add(conn)
         self._by_user.setdefault(viewer.user_id, set()).add(conn)
         self.presence.changed(viewer.user_id)
+        metrics.connection_opened()
         return conn
 
     def disconnect(self, conn: Connection) -> None:
+        if conn not in self._by_user.get(conn.user_id, ()):
+            return  # already gone
+        metrics.connection_closed()
         for index, key in (
             (self._by_account, conn.viewer.account_id),
             (self._by_user, conn.user_id),
@@ -325,6 +336,8 @@ class Hub:
                 continue
             if conn.wants(item.id):
                 conn.mark_sent(item.id)
+                if item.created_at:
+                    metrics.push_sent(time.time() - item.created_at)
                 yield item
 
     # -- process lifetime --------------------------------------------------------------------

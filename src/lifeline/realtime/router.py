@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -192,11 +193,33 @@ async def send_stream(
 
 
 async def refuse(websocket: WebSocket, exc: LifelineError) -> None:
-    """Answer the handshake with the API's status and JSON body (a close code where unsupported)."""
+    """Answer the handshake with the API's status and JSON body (a close code where unsupported).
+
+    Anyone can knock, so a refusal is logged at info, once.
+    """
+    log.info("WebSocket refused: %s %s", exc.status_code, exc.detail)
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        _refused_handshake.set(True)
         await websocket.send_denial_response(JSONResponse(exc.body(), status_code=exc.status_code))
     else:
         await websocket.close(code=4000 + exc.status_code, reason=exc.detail)
+
+
+# Set in the connection's own task when it was refused with an HTTP answer: uvicorn (0.54,
+# websockets-sansio) then still logs "ASGI callable returned without completing handshake" at
+# error level, though the answer went out; that line is dropped, the info line above stands.
+_refused_handshake: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "lifeline_refused_handshake", default=False
+)
+_UNCOMPLETED_HANDSHAKE = "ASGI callable returned without completing handshake"
+
+
+class _RefusalIsNotAnError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (str(record.msg).startswith(_UNCOMPLETED_HANDSHAKE) and _refused_handshake.get())
+
+
+logging.getLogger("uvicorn.error").addFilter(_RefusalIsNotAnError())
 
 
 @router.get("/presence", response_model=PresenceList, summary="Who of your account is online")

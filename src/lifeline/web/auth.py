@@ -33,6 +33,9 @@ from lifeline.web.templating import redirect, render
 from lifeline.web.throttle import LoginThrottle, MemoryAttempts
 
 LOGIN_COOKIE = "lifeline_login"
+# Set on a successful sign-in: this browser has signed in to this account before.
+DEVICE_COOKIE = "lifeline_device"
+DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600
 CSRF_FIELD = "csrf_token"
 BAD_CREDENTIALS = "Email or password is incorrect."
 
@@ -126,6 +129,25 @@ def _login_serializer(request: Request) -> URLSafeSerializer:
     return URLSafeSerializer(_secret_key(request), salt="lifeline.login-form")
 
 
+def _device_serializer(request: Request) -> URLSafeSerializer:
+    return URLSafeSerializer(_secret_key(request), salt="lifeline.device")
+
+
+def trusted_device(request: Request, email: str) -> str | None:
+    """The device id of a browser that signed in as ``email`` before, from its signed cookie."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return None
+    try:
+        value = _device_serializer(request).loads(raw)
+    except BadSignature:
+        return None
+    if not isinstance(value, dict) or value.get("email") != email.strip().lower():
+        return None
+    device = value.get("device")
+    return device if isinstance(device, str) else None
+
+
 def _login_form(
     request: Request,
     *,
@@ -207,19 +229,20 @@ async def login_submit(
 
     throttle = login_throttle(ctx)
     address = _client_address(request)
-    wait = await throttle.retry_after(email=email, address=address)
+    device = trusted_device(request, email)
+    wait = await throttle.retry_after(email=email, address=address, device=device)
     if wait:
         return _too_many(request, email, next_url, wait)
     try:
         user = await sessions.check_password(db=db, email=email, password=password[:1000])
     except sessions.InvalidCredentials:
-        wait = await throttle.failed(email=email, address=address)
+        wait = await throttle.failed(email=email, address=address, device=device)
         if wait:
             return _too_many(request, email, next_url, wait)
         return _login_form(
             request, email=email, next_url=next_url, error=BAD_CREDENTIALS, status_code=401
         )
-    await throttle.succeeded(email=email)
+    await throttle.succeeded(email=email, device=device)
     opened = await sessions.open_session(db=db, user=user, secret_key=_secret_key(request))
     response = redirect(request, next_url)
     response.set_cookie(
@@ -232,6 +255,17 @@ async def login_submit(
         path="/",
     )
     response.delete_cookie(LOGIN_COOKIE)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        _device_serializer(request).dumps(
+            {"email": user.email, "device": device or secrets.token_urlsafe(16)}
+        ),
+        max_age=DEVICE_COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/login",
+    )
     return response
 
 

@@ -1,4 +1,4 @@
-"""Security headers on every response: a strict CSP for pages, none of it for the API docs.
+"""Security headers on every response: a strict CSP for pages (the API docs included).
 
 Pages load scripts and styles from this origin only (no inline code anywhere, so no
 ``'unsafe-inline'``), can't be framed, and don't leak their URLs to other sites.
@@ -25,8 +25,6 @@ PAGE_CSP = "; ".join(
 )
 # JSON never needs to run or embed anything.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# Swagger UI and ReDoc pull their bundles from a CDN and bootstrap inline: no CSP there.
-DOCS_PREFIXES = ("/docs", "/redoc")
 
 
 class SecurityHeaders:
@@ -47,13 +45,10 @@ class SecurityHeaders:
                 headers.setdefault("Referrer-Policy", "same-origin")
                 if self.https:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-                if not path.startswith(DOCS_PREFIXES):
-                    headers.setdefault("X-Frame-Options", "DENY")
-                    csp = API_CSP if path.startswith("/api/") else PAGE_CSP
-                    headers.setdefault("Content-Security-Policy", csp)
-                    headers.setdefault(
-                        "Permissions-Policy", "camera=(), microphone=(), geolocation=()"
-                    )
+                headers.setdefault("X-Frame-Options", "DENY")
+                csp = API_CSP if path.startswith("/api/") else PAGE_CSP
+                headers.setdefault("Content-Security-Policy", csp)
+                headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 
+from lifeline import metrics
 from lifeline.accounts.models import Role, User
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession, MessageRole, SessionSource, SessionStatus
@@ -109,7 +110,7 @@ async def my_sessions_page(
         "sessions.html",
         page_context(
             principal,
-            rows=rows,
+            rows=[sessions.seen_by(row, principal.user) for row in rows],
             next_cursor=next_cursor,
             status=status,
             statuses=list(SessionStatus),
@@ -211,7 +212,7 @@ async def session_page(
         "session.html",
         page_context(
             principal,
-            session=session,
+            session=sessions.seen_by(session, user),
             messages=messages,
             history=history,
             names=names,
@@ -266,11 +267,12 @@ async def hand_off(
         except ValueError as exc:
             raise Bounce(here, error=str(exc)) from exc
     try:
-        await handoffs.create_handoff(
+        handoff = await handoffs.create_handoff(
             db=db, actor=user, session_id=session_id, intent=intent, note=note.strip(), brief=brief
         )
     except Conflict as exc:
         raise Bounce(here, error=exc.detail) from exc
+    metrics.handoff_created(handoff.intent)
     if intent == Intent.ESCALATE:
         return redirect(request, here, notice="Escalated. Your team has been told.")
     return redirect(request, here, notice="Parked. Only you can see it; resume it any time.")

@@ -100,6 +100,7 @@ async def set_password(*, db: AsyncSession, email: str, password: str) -> User:
     )
     if user is None:
         raise NotFound(f"No active user with the email {email.strip().lower()}")
+    accounts.checked_password(password)
     user.password_hash = await asyncio.to_thread(security.hash_password, password)
     await accounts.revoke_web_sessions(db=db, user_id=user.id)
     await db.flush()

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lifeline.accounts import schemas
+from lifeline.accounts import passwords, schemas
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import EmailPreference, Role, User
 from lifeline.deps import Principal, SessionDep
-from lifeline.errors import Conflict, Forbidden
+from lifeline.errors import Conflict, Forbidden, Unprocessable
 from lifeline.web import views
 from lifeline.web.auth import FormPrincipal, WebPrincipal
 from lifeline.web.router import page_context
@@ -107,9 +107,12 @@ async def set_password(
     request: Request,
     db: SessionDep,
     principal: FormPrincipal,
-    new_password: Annotated[str, Form(min_length=8, max_length=200)],
+    new_password: Annotated[str, Form(max_length=200)],
     current_password: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
+    problem = passwords.password_problem(new_password)
+    if problem is not None:
+        raise Unprocessable(f"new_password: {problem}")
     try:
         await accounts.update_me(
             db=db,

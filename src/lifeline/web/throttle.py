@@ -51,6 +51,10 @@ def address_key(address: str) -> str:
     return "address:" + address
 
 
+def device_key(device: str) -> str:
+    return "device:" + device[:64]
+
+
 class AttemptStore(Protocol):
     async def locked_for(self, key: str) -> float:
         """Seconds until ``key`` may try again (0 when it may now)."""
@@ -192,25 +196,39 @@ class RedisAttempts:
 
 @dataclass
 class LoginThrottle:
+    """Failures count per account and per address; a browser that signed in to the account
+    before (its device cookie, as OWASP recommends) counts on its own instead, so someone
+    guessing from elsewhere, or many people behind one address, can't lock its owner out."""
+
     store: AttemptStore
     account_policy: ThrottlePolicy = ACCOUNT_POLICY
     address_policy: ThrottlePolicy = ADDRESS_POLICY
 
-    async def retry_after(self, *, email: str, address: str) -> int:
+    def _keys(
+        self, email: str, address: str, device: str | None
+    ) -> list[tuple[str, ThrottlePolicy]]:
+        if device is not None:
+            return [(device_key(device), self.account_policy)]
+        return [
+            (account_key(email), self.account_policy),
+            (address_key(address), self.address_policy),
+        ]
+
+    async def retry_after(self, *, email: str, address: str, device: str | None = None) -> int:
         """Whole seconds before this email from this address may try again (0: go ahead)."""
-        wait = max(
-            await self.store.locked_for(account_key(email)),
-            await self.store.locked_for(address_key(address)),
-        )
+        wait = 0.0
+        for key, _policy in self._keys(email, address, device):
+            wait = max(wait, await self.store.locked_for(key))
         return math.ceil(wait)
 
-    async def failed(self, *, email: str, address: str) -> int:
-        wait = max(
-            await self.store.failed(account_key(email), self.account_policy),
-            await self.store.failed(address_key(address), self.address_policy),
-        )
+    async def failed(self, *, email: str, address: str, device: str | None = None) -> int:
+        wait = 0.0
+        for key, policy in self._keys(email, address, device):
+            wait = max(wait, await self.store.failed(key, policy))
         return math.ceil(wait)
 
-    async def succeeded(self, *, email: str) -> None:
+    async def succeeded(self, *, email: str, device: str | None = None) -> None:
         # Only the account's count resets: one good login must not unlock a guessing address.
         await self.store.forget(account_key(email))
+        if device is not None:
+            await self.store.forget(device_key(device))
