@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
@@ -24,7 +25,11 @@ from lifeline.integrations.schemas import TEST_EVENT
 from lifeline.notifications.models import DeliveryStatus
 
 USER_AGENT = "Lifeline-Webhooks/1.0"
-MAX_CONNECTIONS = 100
+# Requests in flight at once to one endpoint, each endpoint with a connection pool of its own:
+# a slow or hanging receiver only ever holds its own connections, never another's. (No more in
+# flight than the pool has connections: httpcore rescans its whole queue for every connection
+# that frees up, so a queue of waiting requests costs CPU and buys nothing.)
+PER_ENDPOINT = 10
 
 
 def body_of(payload: dict[str, object]) -> str:
@@ -36,11 +41,11 @@ def signature_header(*, message_id: str, at: datetime, body: str, secrets: list[
     return " ".join(Webhook(secret).sign(message_id, at, body) for secret in secrets)
 
 
-def new_client(settings: Settings) -> httpx.AsyncClient:
+def new_client(settings: Settings, *, connections: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         follow_redirects=False,
         timeout=httpx.Timeout(settings.webhook_timeout_seconds),
-        limits=httpx.Limits(max_connections=MAX_CONNECTIONS),
+        limits=httpx.Limits(max_connections=connections),
         # The request goes to the checked IP address: environment proxies would bypass that.
         trust_env=False,
     )
@@ -49,7 +54,7 @@ def new_client(settings: Settings) -> httpx.AsyncClient:
 class WebhookSender:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client = new_client(settings)
+        self._lanes: dict[str, _Lane] = {}
 
     async def send(
         self,
@@ -85,16 +90,40 @@ class WebhookSender:
             ),
         }
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        lane = self._lane(item.endpoint_id or "")
+        async with lane.slots:
+            return await self._post(lane.client, target, body, headers, extensions, now)
+
+    def _lane(self, endpoint_id: str) -> _Lane:
+        lane = self._lanes.get(endpoint_id)
+        if lane is None:
+            lane = _Lane(
+                new_client(self._settings, connections=PER_ENDPOINT),
+                asyncio.Semaphore(PER_ENDPOINT),
+            )
+            self._lanes[endpoint_id] = lane
+        return lane
+
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        target: ssrf.Target,
+        body: str,
+        headers: dict[str, str],
+        extensions: dict[str, str],
+        now: datetime,
+    ) -> SendResult:
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self._settings.webhook_timeout_seconds):
-                request = self._client.build_request(
+                request = client.build_request(
                     "POST",
                     target.pinned_url,
                     content=body.encode(),
                     headers=headers,
                     extensions=extensions,
                 )
-                response = await self._client.send(request, stream=True)
+                response = await client.send(request, stream=True)
                 try:
                     head = await _read_head(response)
                 finally:
@@ -105,6 +134,7 @@ class WebhookSender:
         except httpx.HTTPError as exc:
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return _failure(now, started, None, text)
+
         attempt = Attempt(now, response.status_code, _ms(started), excerpt(head))
         if 200 <= response.status_code < 300:
             return SendResult.sent(attempt)
@@ -125,7 +155,17 @@ class WebhookSender:
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        lanes, self._lanes = self._lanes, {}
+        for lane in lanes.values():
+            await lane.client.aclose()
+
+
+@dataclass(frozen=True)
+class _Lane:
+    """One endpoint's connections and its share of requests in flight."""
+
+    client: httpx.AsyncClient
+    slots: asyncio.Semaphore
 
 
 async def _read_head(response: httpx.Response) -> bytes:
