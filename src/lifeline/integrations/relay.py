@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lifeline import metrics
 from lifeline.after_commit import DeliverToIntegrations
 from lifeline.config import Settings
 from lifeline.db import utcnow
@@ -244,6 +245,9 @@ class IntegrationRelay:
         counts = IntegrationCounts(claimed=len(done))
         now = utcnow()
         outcomes = [self._outcome(item, result, now, counts) for item, result in done]
+        for (item, _result), outcome in zip(done, outcomes, strict=True):
+            metrics.delivery_attempted(item.channel)
+            metrics.delivery_finished(item.channel, str(outcome.status))
         disabled: list[health.Disabled] = []
         try:
             async with self._sessionmaker() as db, db.begin():

@@ -155,7 +155,8 @@ def render(view: HandoffView) -> tuple[str, list[dict[str, object]]]:
     """The fallback text and the Block Kit blocks of the escalation's message."""
     state = status_line(view)
     epoch = int(view.created_at.timestamp())
-    when = f"<!date^{epoch}^{{date_short_pretty}} at {{time}}|{view.created_at.isoformat()}>"
+    # Slack renders {ago} in each reader's view ("5 minutes ago"): the escalation's age.
+    when = f"<!date^{epoch}^{{ago}}|{view.created_at.isoformat()}>"
     note = view.note.strip()[:MAX_NOTE_CHARS]
     quoted = "\n".join(f">{_escaped(line)}" for line in note.splitlines()) if note else ""
     summary = f"*{_escaped(view.escalator_name)}* escalated {when}"
