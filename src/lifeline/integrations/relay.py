@@ -9,20 +9,21 @@ one transaction per batch.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lifeline import metrics
 from lifeline.after_commit import DeliverToIntegrations
 from lifeline.config import Settings
-from lifeline.db import utcnow
+from lifeline.db import new_id, utcnow
 from lifeline.integrations import health
 from lifeline.integrations.delivery import (
     MAX_ATTEMPTS,
@@ -51,6 +52,10 @@ class IntegrationCounts:
     skipped: int = 0
     retrying: int = 0
     failed: int = 0
+
+    def add(self, other: IntegrationCounts) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def __str__(self) -> str:
         return (
@@ -127,6 +132,15 @@ class _EndpointView:
     secrets: list[str]
 
 
+@dataclass(frozen=True)
+class _Batch:
+    items: list[ClaimedSend]
+    endpoints: dict[str, _EndpointView]
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
 class IntegrationRelay:
     """Sends webhook and Slack rows; safe to run in any number of processes."""
 
@@ -151,41 +165,56 @@ class IntegrationRelay:
     async def handle_intent(self, intent: DeliverToIntegrations) -> None:
         """After-commit handler: send these rows now. Never raises; the sweep is the backstop."""
         try:
-            for start in range(0, len(intent.delivery_ids), self._batch_size):
-                chunk = intent.delivery_ids[start : start + self._batch_size]
-                await self._round(ids=chunk)
+            ids = intent.delivery_ids
+            chunks = [ids[i : i + self._batch_size] for i in range(0, len(ids), self._batch_size)]
+            await self._pipeline(chunks)
         except Exception:
             log.exception("dispatch of %d integration deliveries failed", len(intent.delivery_ids))
 
     async def sweep(self) -> IntegrationCounts:
         """Send every due webhook and Slack row (retries, and rows nobody dispatched)."""
-        counts = IntegrationCounts()
         async with self._sessionmaker() as db, db.begin():
             # Rows whose every attempt was claimed by a sender that then vanished.
-            counts.failed = await claims.fail_abandoned(
+            abandoned = await claims.fail_abandoned(
                 db=db, now=utcnow(), max_attempts=MAX_ATTEMPTS, channels=CHANNELS
             )
-        while True:
-            round_counts = await self._round(ids=None)
-            for name in ("claimed", "sent", "skipped", "retrying", "failed"):
-                setattr(counts, name, getattr(counts, name) + getattr(round_counts, name))
-            if round_counts.claimed < self._batch_size:
-                return counts
+        counts = await self._pipeline(None)
+        counts.failed += abandoned
+        return counts
 
-    async def _round(self, *, ids: Sequence[str] | None) -> IntegrationCounts:
+    async def _pipeline(self, chunks: Sequence[Sequence[str]] | None) -> IntegrationCounts:
+        """Claim and send batch after batch (these chunks of ids, else every due row), each
+        batch's outcomes written while the next one is being sent."""
+        counts = IntegrationCounts()
+        recording: asyncio.Task[IntegrationCounts] | None = None
+        try:
+            for n in itertools.count():
+                if chunks is not None and n >= len(chunks):
+                    break
+                batch = await self._claim(ids=chunks[n] if chunks is not None else None)
+                if batch:
+                    results = await asyncio.gather(
+                        *(self._send(i, batch.endpoints) for i in batch.items)
+                    )
+                    done = list(zip(batch.items, results, strict=True))
+                    # One write in flight at a time behind the sends: the next waits for it.
+                    if recording is not None:
+                        counts.add(await recording)
+                    recording = asyncio.create_task(self._record(done), name="webhook-outcomes")
+                if chunks is None and len(batch.items) < self._batch_size:
+                    break
+        finally:
+            if recording is not None:
+                counts.add(await recording)
+        self.totals.add(counts)
+        return counts
+
+    async def _claim(self, *, ids: Sequence[str] | None) -> _Batch:
         now = utcnow()
         async with self._sessionmaker() as db, db.begin():
-            claimed = await claim(
-                db=db, now=now, lease=self._lease, limit=self._batch_size, ids=ids
-            )
-            endpoints = await self._endpoints(db, claimed, now)
-        if not claimed:
-            return IntegrationCounts()
-        results = await asyncio.gather(*(self._send(item, endpoints) for item in claimed))
-        counts = await self._record(list(zip(claimed, results, strict=True)))
-        for name in ("claimed", "sent", "skipped", "retrying", "failed"):
-            setattr(self.totals, name, getattr(self.totals, name) + getattr(counts, name))
-        return counts
+            items = await claim(db=db, now=now, lease=self._lease, limit=self._batch_size, ids=ids)
+            endpoints = await self._endpoints(db, items, now)
+        return _Batch(items, endpoints)
 
     async def _endpoints(
         self, db: AsyncSession, claimed: list[ClaimedSend], now: datetime
@@ -253,17 +282,19 @@ class IntegrationRelay:
             async with self._sessionmaker() as db, db.begin():
                 await claims.record_outcomes(db=db, outcomes=outcomes)
                 attempts = [
-                    DeliveryAttempt(
-                        delivery_id=item.id,
-                        at=result.attempt.at,
-                        status_code=result.attempt.status_code,
-                        duration_ms=result.attempt.duration_ms,
-                        response_excerpt=result.attempt.response_excerpt,
-                    )
+                    {
+                        "id": new_id(),
+                        "delivery_id": item.id,
+                        "at": result.attempt.at,
+                        "status_code": result.attempt.status_code,
+                        "duration_ms": result.attempt.duration_ms,
+                        "response_excerpt": result.attempt.response_excerpt,
+                    }
                     for item, result in done
                     if result.attempt is not None
                 ]
-                db.add_all(attempts)
+                if attempts:
+                    await db.execute(insert(DeliveryAttempt), attempts)
                 for _item, result in done:
                     for record in result.records:
                         await db.merge(record)

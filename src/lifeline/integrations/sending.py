@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import httpx
 from standardwebhooks import Webhook
@@ -36,9 +37,14 @@ def body_of(payload: dict[str, object]) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
+@lru_cache(maxsize=1024)
+def _signer(secret: str) -> Webhook:
+    return Webhook(secret)
+
+
 def signature_header(*, message_id: str, at: datetime, body: str, secrets: list[str]) -> str:
     """``v1,<sig>`` for each secret, space-separated (two during a rotation's overlap)."""
-    return " ".join(Webhook(secret).sign(message_id, at, body) for secret in secrets)
+    return " ".join(_signer(secret).sign(message_id, at, body) for secret in secrets)
 
 
 def new_client(settings: Settings, *, connections: int) -> httpx.AsyncClient:
