@@ -42,6 +42,7 @@ from lifeline.config import Settings
 from lifeline.context import AppContext
 from lifeline.db import unit_of_work, utcnow
 from lifeline.integrations import webhooks
+from lifeline.integrations.models import DeliveryAttempt
 from lifeline.integrations.plugin import install
 from lifeline.integrations.relay import BATCH_SIZE, IntegrationRelay
 from lifeline.integrations.sending import PER_ENDPOINT
@@ -185,19 +186,41 @@ async def pending_bodies(ctx: AppContext, receiver: Receiver) -> list[tuple[str,
     return out
 
 
-async def outbox_round(ctx: AppContext, relay: IntegrationRelay) -> tuple[float, int]:
+async def outbox_round(ctx: AppContext, relay: IntegrationRelay) -> tuple[float, int, int]:
+    """Sweep until nothing is pending (retries, due 5 s later, included in the time)."""
     started = time.perf_counter()
-    counts = await relay.sweep()
+    sent = retried = 0
+    while True:
+        counts = await relay.sweep()
+        sent += counts.sent
+        retried += counts.retrying
+        async with ctx.sessionmaker() as db:
+            pending = await db.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.status == DeliveryStatus.PENDING)
+            )
+        if not pending:
+            break
+        await asyncio.sleep(0.2)
+        async with ctx.sessionmaker() as db, db.begin():
+            await db.execute(
+                update(Delivery)
+                .where(Delivery.status == DeliveryStatus.PENDING)
+                .values(next_attempt_at=utcnow())
+            )
     elapsed = time.perf_counter() - started
-    async with ctx.sessionmaker() as db:
-        pending = await db.scalar(
-            select(func.count())
-            .select_from(Delivery)
-            .where(Delivery.status == DeliveryStatus.PENDING)
-        )
-    if pending or counts.sent != counts.claimed:
-        raise RuntimeError(f"outbox round: {counts}, {pending} still pending")
-    return counts.sent / elapsed, counts.sent
+    if retried:
+        async with ctx.sessionmaker() as db:
+            errors = (
+                await db.execute(
+                    select(DeliveryAttempt.response_excerpt, func.count())
+                    .where(DeliveryAttempt.status_code.is_(None))
+                    .group_by(DeliveryAttempt.response_excerpt)
+                )
+            ).all()
+        say(f"  {retried} attempts retried: {[(e[:80], n) for e, n in errors]}")
+    return sent / elapsed, sent, retried
 
 
 async def bare_round(bodies: list[tuple[str, bytes]], *, per_endpoint: bool) -> float:
@@ -249,13 +272,15 @@ async def run(
     try:
         owner_id, session_id = await seed(ctx, receiver, endpoints)
         results = []
+        total_retries = 0
         for n in range(1, rounds + 1):
             say(f"round {n}: recording {events} events")
             await record_events(ctx, owner_id, session_id, events)
             bodies = await pending_bodies(ctx, receiver)
             # Interleaved, so every path sees the same machine (others share its cores).
             shared = await bare_round(bodies, per_endpoint=False)
-            outbox, sent = await outbox_round(ctx, relay)
+            outbox, sent, retried = await outbox_round(ctx, relay)
+            total_retries += retried
             lanes = await bare_round(bodies, per_endpoint=True)
             if sent != events * endpoints:
                 raise RuntimeError(f"round {n}: {sent} sent, expected {events * endpoints}")
@@ -265,6 +290,7 @@ async def run(
                 f"{outbox / max(shared, lanes):4.2f}"
             )
             results.append((shared, lanes, outbox))
+        say(f"outbox attempts retried in all: {total_retries}")
         return results
     finally:
         await relay.aclose()
@@ -298,8 +324,9 @@ def main() -> None:
         finally:
             receiver.stop()
     expected = 3 * args.events * args.endpoints * args.rounds
-    if caught != expected:
-        raise SystemExit(f"the receiver got {caught} posts, expected {expected}")
+    # A retried attempt may or may not have reached the receiver before it failed.
+    if caught < expected:
+        raise SystemExit(f"the receiver got {caught} posts, expected at least {expected}")
     shared = statistics.median(r[0] for r in results)
     lanes = statistics.median(r[1] for r in results)
     outbox = statistics.median(r[2] for r in results)
