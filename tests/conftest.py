@@ -66,6 +66,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "base_url": "http://testserver",
         "redis_url": None,
         "smtp_host": None,
+        # Nothing listens there: Slack is never reached by accident (its tests run a fake).
+        "slack_api_url": "http://127.0.0.1:9/api/",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

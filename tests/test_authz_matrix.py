@@ -31,7 +31,17 @@ LIST_VARIANTS: dict[str, list[dict[str, str]]] = {
 }
 # Every path parameter any route uses must be known here: a new kind of id fails the test
 # until someone says which of A's records it names.
-KNOWN_PARAMS = {"session_id", "handoff_id", "user_id", "token_id", "delivery_id", "message_id"}
+KNOWN_PARAMS = {
+    "session_id",
+    "handoff_id",
+    "user_id",
+    "token_id",
+    "delivery_id",
+    "message_id",
+    "webhook_id",
+}
+# Lists only admins and owners read: B's engineer and viewer are refused them outright.
+ADMIN_LISTS = {"/api/v1/webhooks", "/api/v1/integrations/slack"}
 
 
 @dataclass
@@ -79,6 +89,14 @@ async def build_account_a(client: httpx.AsyncClient, factory: Factory, ctx: AppC
         )
     delivery_id = delivery_ids[0] if delivery_ids else str(uuid.uuid4())
 
+    hook = await client.post(
+        "/api/v1/webhooks",
+        headers=team.owner.headers,
+        json={"url": "https://93.184.215.14/a-hook", "event_types": ["handoff.expired"]},
+    )
+    assert hook.status_code == 201, hook.text
+    webhook_id = hook.json()["id"]
+
     tokens = {p.id: await _token_id(client, p) for p in (eng, senior, team.owner)}
     cases = [
         {
@@ -88,6 +106,7 @@ async def build_account_a(client: httpx.AsyncClient, factory: Factory, ctx: AppC
             "token_id": tokens[eng.id],
             "delivery_id": delivery_id,
             "message_id": message_id,
+            "webhook_id": webhook_id,
         },
         {
             "session_id": s_claimed["id"],
@@ -96,6 +115,7 @@ async def build_account_a(client: httpx.AsyncClient, factory: Factory, ctx: AppC
             "token_id": tokens[senior.id],
             "delivery_id": delivery_id,
             "message_id": message_id,
+            "webhook_id": webhook_id,
         },
         {
             "session_id": s_park["id"],
@@ -104,6 +124,7 @@ async def build_account_a(client: httpx.AsyncClient, factory: Factory, ctx: AppC
             "token_id": tokens[team.owner.id],
             "delivery_id": delivery_id,
             "message_id": message_id,
+            "webhook_id": webhook_id,
         },
     ]
     secrets = [
@@ -115,6 +136,7 @@ async def build_account_a(client: httpx.AsyncClient, factory: Factory, ctx: AppC
         *(s["id"] for s in (s_open, s_claimed, s_park)),
         *(h["id"] for h in (h_open, h_claimed, h_park)),
         message_id,
+        webhook_id,
         *delivery_ids,
     ]
     return AccountA(team=team, cases=cases, secrets=secrets)
@@ -202,6 +224,9 @@ async def test_no_route_reaches_another_accounts_data(
         for query in LIST_VARIANTS.get(route.path, [{}]):
             for person in (b.owner, b["eng"], b["vic"]):
                 response = await call(client, route, person, {}, **query)
+                if route.path in ADMIN_LISTS and person is not b.owner:
+                    assert response.status_code == 403, (route.label, response.text)
+                    continue
                 assert response.status_code == 200, (route.label, query, response.text)
                 leaked = [s for s in a.secrets if s in response.text]
                 assert not leaked, (route.label, query, leaked)

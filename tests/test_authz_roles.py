@@ -48,6 +48,9 @@ COLUMNS = ("owner", "admin", "engineer", "viewer", "creator", "claimer", "strang
 
 S = "/api/v1/ai-sessions/{session_id}"
 H = "/api/v1/ai-sessions/{session_id}/handoffs/{handoff_id}"
+W = "/api/v1/webhooks/{webhook_id}"
+# A public address that needs no DNS: webhooks to it pass the SSRF guard (nothing listens).
+HOOK_URL = "https://93.184.215.14/hook"
 
 # fmt: off
 #                                                   own  adm  eng  vwr  crt  clm  str  anon
@@ -124,6 +127,22 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int, int, int, int]] = {
     ("WS /api/v1/ws", "-"):                           (101, 101, 101, 101, 101, 101, 101, 401),
     ("GET /api/v1/presence", "-"):                    (200, 200, 200, 200, 200, 200, 200, 401),
     ("GET /api/v1/analytics/escalations", "-"):       (200, 200, 200, 200, 200, 200, 200, 401),
+    # Integrations: admins and owners only. (Slack can't be reached from the test server, so
+    # saving a bot token is a 422 naming it.)
+    ("POST /api/v1/webhooks", "-"):                   (201, 201, 403, 403, 403, 403, 201, 401),
+    ("GET /api/v1/webhooks", "-"):                    (200, 200, 403, 403, 403, 403, 200, 401),
+    (f"GET {W}", "hook"):                             (200, 200, 403, 403, 403, 403, 404, 401),
+    (f"PATCH {W}", "hook"):                           (200, 200, 403, 403, 403, 403, 404, 401),
+    (f"DELETE {W}", "hook"):                          (204, 204, 403, 403, 403, 403, 404, 401),
+    (f"POST {W}/rotate-secret", "hook"):              (200, 200, 403, 403, 403, 403, 404, 401),
+    (f"POST {W}/test", "hook"):                       (202, 202, 403, 403, 403, 403, 404, 401),
+    (f"GET {W}/deliveries", "hook"):                  (200, 200, 403, 403, 403, 403, 404, 401),
+    (f"POST {W}/replay", "hook"):                     (202, 202, 403, 403, 403, 403, 404, 401),
+    # The delivery is still queued (its receiver is unreachable): a replay is a 409.
+    (f"POST {W}/deliveries/{{delivery_id}}/replay", "hook"): (409, 409, 403, 403, 403, 403, 404, 401),  # noqa: E501
+    ("GET /api/v1/integrations/slack", "-"):          (200, 200, 403, 403, 403, 403, 200, 401),
+    ("PUT /api/v1/integrations/slack", "-"):          (422, 422, 403, 403, 403, 403, 422, 401),
+    ("DELETE /api/v1/integrations/slack", "-"):       (404, 404, 403, 403, 403, 403, 404, 401),
 }
 # fmt: on
 
@@ -134,6 +153,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "PATCH /api/v1/users/{user_id}": {"role": "admin"},
     f"POST {S}/messages": {"role": "note", "content": "looking at it"},
     f"POST {S}/handoff": {"intent": "escalate", "note": "please help"},
+    "POST /api/v1/webhooks": {"url": HOOK_URL, "event_types": ["handoff.expired"]},
+    f"POST {W}/replay": {"since": "2026-01-01T00:00:00Z"},
 }
 
 SESSION_TARGETS = ("private", "open", "claimed")
@@ -154,7 +175,7 @@ class World:
 
     async def post(self, person: Person, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self.client.post(path, headers=person.headers, json=body)
-        assert response.status_code in (200, 201), (path, response.text)
+        assert response.status_code in (200, 201, 202), (path, response.text)
         answer: dict[str, Any] = response.json()
         return answer
 
@@ -187,6 +208,15 @@ class World:
         created = await self.post(person, "/api/v1/tokens", {"name": f"t{next(_unique)}"})
         return {"token_id": created["id"]}
 
+    async def hook(self) -> dict[str, str]:
+        """A webhook of the account, with one delivery (a test event) queued for it."""
+        owner = self.people["owner"]
+        created = await self.post(
+            owner, "/api/v1/webhooks", {"url": HOOK_URL, "event_types": ["handoff.expired"]}
+        )
+        test = await self.post(owner, f"/api/v1/webhooks/{created['id']}/test", {})
+        return {"webhook_id": created["id"], "delivery_id": test["id"]}
+
     async def target(self, label: str, kind: str, column: str) -> dict[str, str]:
         """Path ids for one cell: fresh for writes, shared between reads."""
         actor = self.people.get(column, self.people["engineer"])
@@ -206,6 +236,8 @@ class World:
             ids = await self.member()
         elif kind in SESSION_TARGETS or kind in HANDOFF_TARGETS:
             ids = await self.session(kind)
+        elif kind == "hook":
+            ids = await self.hook()
         if reads:
             self.cache[(label, kind)] = ids
         return ids

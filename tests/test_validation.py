@@ -108,6 +108,13 @@ async def own_ids(client: httpx.AsyncClient, factory: Factory) -> tuple[Person, 
         f"{API}/ai-sessions/{session['id']}/messages", headers=owner.headers
     )
     tokens = await client.get(f"{API}/tokens", headers=owner.headers)
+    # A public address needing no DNS; subscribed to an event nothing here emits.
+    hook = await client.post(
+        f"{API}/webhooks",
+        headers=owner.headers,
+        json={"url": "https://93.184.215.14/hook", "event_types": ["handoff.expired"]},
+    )
+    assert hook.status_code == 201, hook.text
     return owner, {
         "session_id": session["id"],
         "handoff_id": handoff["id"],
@@ -115,6 +122,7 @@ async def own_ids(client: httpx.AsyncClient, factory: Factory) -> tuple[Person, 
         "token_id": tokens.json()["items"][0]["id"],
         "message_id": messages.json()["items"][0]["id"],
         "delivery_id": str(uuid.uuid4()),
+        "webhook_id": hook.json()["id"],
     }
 
 

@@ -28,6 +28,13 @@ class DispatchDeliveries:
 
 
 @dataclass(frozen=True)
+class DeliverToIntegrations:
+    """Send these webhook and Slack outbox rows now (the integrations' sweep is the backstop)."""
+
+    delivery_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PublishEvent:
     """Push this durable event (already in the event log) to live connections."""
 
@@ -46,7 +53,7 @@ class DropConnections:
     web_session_id: str | None = None
 
 
-Intent = DispatchDeliveries | PublishEvent | DropConnections
+Intent = DispatchDeliveries | DeliverToIntegrations | PublishEvent | DropConnections
 Handler = Callable[[Any], Awaitable[None]]
 
 

@@ -26,6 +26,10 @@ from lifeline.error_schemas import API_ERROR_RESPONSES
 from lifeline.errors import LifelineError
 from lifeline.handoffs.router import queue_router
 from lifeline.handoffs.router import router as handoffs_router
+from lifeline.integrations.plugin import integrations_plugin
+from lifeline.integrations.router import router as integrations_router
+from lifeline.integrations.slack_router import config_router as slack_config_router
+from lifeline.integrations.slack_router import interactions_router as slack_interactions_router
 from lifeline.middleware import (
     BodySizeLimitMiddleware,
     HeadAsGetMiddleware,
@@ -70,6 +74,8 @@ def api_router() -> APIRouter:
     api.include_router(realtime_router)
     api.include_router(analytics_router)
     api.include_router(notifications_router)
+    api.include_router(integrations_router)
+    api.include_router(slack_config_router)
     return api
 
 
@@ -142,6 +148,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
 
     app.include_router(api_router())
     app.include_router(metrics.router)
+    app.include_router(slack_interactions_router)
     if demo_mail.serves_demo_mail(settings):
         app.include_router(demo_mail.router)
     api_docs.install(app)
@@ -160,4 +167,4 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
 
 def default_plugins() -> list[Plugin]:
     """The layers a full server runs; tests may pass their own list."""
-    return [notifications_plugin, realtime_plugin, web_plugin]
+    return [notifications_plugin, integrations_plugin, realtime_plugin, web_plugin]

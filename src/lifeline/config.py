@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     # recorded as skipped and push still goes out.
     email_cap_per_hour: int = Field(default=500, ge=0)
 
+    # Outbound webhooks: hosts on loopback, private or link-local networks (and cloud metadata)
+    # are refused unless this is true (a receiver on the same network, the tests' loopback).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Slack's Web API; tests point it at a local server that answers as Slack does.
+    slack_api_url: str = "https://slack.com/api/"
+
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     # Live streams (SSE + WebSocket) one user may hold open: the next SSE stream gets a 429,
     # the next WebSocket is closed with 1008.

@@ -6,6 +6,13 @@ from lifeline.analytics.models import REPORT_INDEXES
 from lifeline.db import Base
 from lifeline.handoffs.models import Handoff
 from lifeline.idempotency import IdempotencyRecord
+from lifeline.integrations.models import (
+    DeliveryAttempt,
+    SlackIntegration,
+    SlackInteraction,
+    SlackMessage,
+    WebhookEndpoint,
+)
 from lifeline.notifications.models import Delivery
 from lifeline.realtime.models import Event
 
@@ -16,10 +23,15 @@ __all__ = [
     "ApiToken",
     "Base",
     "Delivery",
+    "DeliveryAttempt",
     "Event",
     "Handoff",
     "IdempotencyRecord",
     "Message",
+    "SlackIntegration",
+    "SlackInteraction",
+    "SlackMessage",
     "User",
     "WebSession",
+    "WebhookEndpoint",
 ]

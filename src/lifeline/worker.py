@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from lifeline.config import Settings
 from lifeline.context import AppContext
+from lifeline.integrations.plugin import install as install_integrations
 from lifeline.notifications.plugin import install, sweep_once, warn_about_configuration
 
 log = logging.getLogger("lifeline.worker")
@@ -24,6 +25,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 async def run(settings: Settings, *, once: bool = False) -> None:
     ctx = AppContext.create(settings)
     relay = install(ctx)
+    integrations = install_integrations(ctx)
     warn_about_configuration(ctx)
     closers: list[Callable[[], Awaitable[None]]] = []
     if settings.redis_url:
@@ -53,10 +55,17 @@ async def run(settings: Settings, *, once: bool = False) -> None:
             before = relay.totals.copy()
             try:
                 report = await sweep_once(ctx=ctx, relay=relay)
+                sent_on = await integrations.sweep()
                 # Reminder waves go out through the after-commit dispatcher: count them too.
                 await ctx.tasks.drain()
                 done = relay.totals.minus(before)
-                log.info("sweep %d: reminder waves=%d, %s", sweeps, report.reminders, done)
+                log.info(
+                    "sweep %d: reminder waves=%d, %s; webhooks and Slack: %s",
+                    sweeps,
+                    report.reminders,
+                    done,
+                    sent_on,
+                )
             except Exception:
                 log.exception("sweep %d failed", sweeps)
             if once:
@@ -70,6 +79,7 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         for close in reversed(closers):
             await close()
         await relay.aclose()
+        await integrations.aclose()
         await ctx.close()
         log.info("worker stopped after %d sweeps", sweeps)
 

@@ -43,6 +43,7 @@ async def test_endpoint_dispatches_on_escalate(
         "id",
         "handoff_id",
         "recipient",
+        "endpoint_id",
         "channel",
         "kind",
         "status",

@@ -84,6 +84,8 @@ _FIELD_SAMPLES: dict[str, Any] = {
     "password": "a long enough password",
     "current_password": "correct horse battery",
     "reminder_minutes": 15,
+    "event_types": ["handoff.escalated"],
+    "since": "2026-01-01T00:00:00Z",
 }
 
 

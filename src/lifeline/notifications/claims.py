@@ -10,7 +10,7 @@ lease token, so a slow sender whose lease was taken over can't overwrite the new
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,12 +70,17 @@ async def claim(
     max_attempts: int,
     limit: int,
     ids: Sequence[str] | None = None,
+    channels: Collection[str] | None = None,
 ) -> list[ClaimedDelivery]:
     """Lease up to ``limit`` rows: those named by ``ids`` (sent right after commit), else the due.
 
     Each claim counts as an attempt, so a row that crashes every sender still runs out.
+    ``channels`` limits the claim to the channels the caller can send (webhook and Slack rows
+    have a relay of their own).
     """
     candidates = select(Delivery.id).where(_claimable(now, max_attempts))
+    if channels is not None:
+        candidates = candidates.where(Delivery.channel.in_(list(channels)))
     if ids is not None:
         candidates = candidates.where(Delivery.id.in_(list(ids)))
     else:
@@ -158,12 +163,16 @@ async def record_outcomes(*, db: AsyncSession, outcomes: Sequence[Outcome]) -> i
     return result.rowcount if result.rowcount >= 0 else len(outcomes)
 
 
-async def fail_abandoned(*, db: AsyncSession, now: datetime, max_attempts: int) -> int:
-    """Dead-letter rows whose every attempt was claimed and whose last sender vanished."""
+async def fail_abandoned(
+    *, db: AsyncSession, now: datetime, max_attempts: int, channels: Collection[str]
+) -> int:
+    """Dead-letter rows of these channels whose every attempt was claimed and whose last
+    sender vanished."""
     result: CursorResult[Any] = await db.execute(  # type: ignore[assignment]
         update(Delivery)
         .where(
             Delivery.status == DeliveryStatus.PENDING,
+            Delivery.channel.in_(list(channels)),
             Delivery.attempts >= max_attempts,
             or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now),
         )

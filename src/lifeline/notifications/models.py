@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lifeline.db import Base, UTCDateTime, new_id, utcnow
@@ -14,12 +15,16 @@ from lifeline.db import Base, UTCDateTime, new_id, utcnow
 class Channel(enum.StrEnum):
     EMAIL = "email"
     PUSH = "push"
+    WEBHOOK = "webhook"
+    SLACK = "slack"
 
 
 class DeliveryKind(enum.StrEnum):
     ESCALATED = "escalated"
     REMINDER = "reminder"
     RELEASED = "released"
+    # A webhook or Slack delivery: it follows one real-time event, not a wave of the policy.
+    EVENT = "event"
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -36,12 +41,22 @@ class Delivery(Base):
         Index("ix_deliveries_handoff", "handoff_id"),
         # The hourly email cap counts one account's recent email rows (migration 0004).
         Index("ix_deliveries_email_cap", "account_id", "channel", "created_at", "status"),
+        # A webhook endpoint's deliveries, newest first (migration 0008).
+        Index("ix_deliveries_endpoint", "endpoint_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"))
+    # Set when the delivery is about a handoff (every user notification; webhook and Slack
+    # deliveries of handoff events); a webhook delivery of another event has none.
+    handoff_id: Mapped[str | None] = mapped_column(ForeignKey("handoffs.id"))
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
-    recipient_user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    # The person told (email, push); webhook and Slack deliveries have none.
+    recipient_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    endpoint_id: Mapped[str | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id"), default=None
+    )
+    # What a webhook or Slack delivery sends: the event's type, time and data.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     channel: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(16))
     # The event this notification is about (one wave of one handoff): recipient, channel and

@@ -183,7 +183,10 @@ class Relay:
         moment = now or utcnow()
         async with self._sessionmaker() as db, db.begin():
             counts.abandoned = await claims.fail_abandoned(
-                db=db, now=moment, max_attempts=self._settings.delivery_max_attempts
+                db=db,
+                now=moment,
+                max_attempts=self._settings.delivery_max_attempts,
+                channels=tuple(self._channels),
             )
         self.totals.abandoned += counts.abandoned
         while True:
@@ -201,6 +204,7 @@ class Relay:
                 max_attempts=self._settings.delivery_max_attempts,
                 limit=self._batch_size,
                 ids=ids,
+                channels=tuple(self._channels),
             )
         if not claimed:
             return DeliveryCounts()

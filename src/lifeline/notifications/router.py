@@ -13,11 +13,16 @@ from lifeline.notifications.models import Channel, Delivery, DeliveryKind, Deliv
 router = APIRouter(prefix="/handoffs", tags=["notifications"])
 
 
-def _read(delivery: Delivery, recipient: User) -> schemas.DeliveryRead:
+def _read(delivery: Delivery, recipient: User | None) -> schemas.DeliveryRead:
     return schemas.DeliveryRead(
         id=delivery.id,
-        handoff_id=delivery.handoff_id,
-        recipient=schemas.RecipientRef(id=recipient.id, name=recipient.name, email=recipient.email),
+        handoff_id=delivery.handoff_id or "",
+        recipient=(
+            schemas.RecipientRef(id=recipient.id, name=recipient.name, email=recipient.email)
+            if recipient is not None
+            else None
+        ),
+        endpoint_id=delivery.endpoint_id,
         channel=Channel(delivery.channel),
         kind=DeliveryKind(delivery.kind),
         status=DeliveryStatus(delivery.status),

@@ -18,7 +18,10 @@ class RecipientRef(BaseModel):
 class DeliveryRead(BaseModel):
     id: str
     handoff_id: str
-    recipient: RecipientRef
+    # The person told by email or push; none for a webhook or Slack delivery.
+    recipient: RecipientRef | None
+    # The webhook endpoint of a webhook delivery.
+    endpoint_id: str | None = None
     channel: Channel
     kind: DeliveryKind
     status: DeliveryStatus

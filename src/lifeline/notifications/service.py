@@ -15,8 +15,11 @@ from lifeline.pagination import keyset, page
 
 async def list_deliveries(
     *, db: AsyncSession, user: User, handoff_id: str, cursor: str | None, limit: int
-) -> tuple[list[tuple[Delivery, User]], str | None]:
-    """Oldest first. Admins, owners and the escalator; a park is its creator's alone."""
+) -> tuple[list[tuple[Delivery, User | None]], str | None]:
+    """Oldest first. Admins, owners and the escalator; a park is its creator's alone.
+
+    Webhook and Slack deliveries about the handoff are listed too (they have no recipient).
+    """
     handoff = await db.scalar(
         select(Handoff).where(
             Handoff.id == handoff_id,
@@ -30,7 +33,7 @@ async def list_deliveries(
         raise Forbidden("Admin, owner or the escalator access required")
     query = keyset(
         select(Delivery, User)
-        .join(User, User.id == Delivery.recipient_user_id)
+        .outerjoin(User, User.id == Delivery.recipient_user_id)
         .where(Delivery.handoff_id == handoff.id, Delivery.account_id == user.account_id),
         Delivery.created_at,
         Delivery.id,

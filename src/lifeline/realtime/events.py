@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline import after_commit
 from lifeline.db import utcnow
+from lifeline.integrations.outbox import enqueue_for_event
 from lifeline.realtime.models import AUDIENCE_ACCOUNT, Event, audience_user
 
 RESTRICTED_PREFIX = "restricted:"
@@ -32,7 +33,11 @@ def event_message(event: Event) -> dict[str, Any]:
 async def record_event(
     *, db: AsyncSession, account_id: str, type: str, audience: str, data: dict[str, Any]
 ) -> Event:
-    """Append to the durable log and arrange for live push once the transaction commits."""
+    """Append to the durable log and arrange for live push once the transaction commits.
+
+    Webhooks and Slack follow events: their outbox rows are written here, in the same
+    transaction.
+    """
     event = Event(
         account_id=account_id, type=type, audience=audience, payload=data, created_at=utcnow()
     )
@@ -47,6 +52,7 @@ async def record_event(
             message=event_message(event),
         ),
     )
+    await enqueue_for_event(db=db, event=event)
     return event
 
 

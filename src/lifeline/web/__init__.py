@@ -13,6 +13,7 @@ from lifeline.web.analytics_page import router as analytics_pages
 from lifeline.web.auth import http_error_page
 from lifeline.web.auth import router as sign_in_pages
 from lifeline.web.headers import SecurityHeaders
+from lifeline.web.integrations_page import router as integrations_pages
 from lifeline.web.router import router as session_pages
 from lifeline.web.settings_page import router as settings_pages
 from lifeline.web.templating import STATIC_DIR
@@ -25,6 +26,7 @@ def web_router() -> APIRouter:
     pages.include_router(session_pages)
     pages.include_router(analytics_pages)
     pages.include_router(settings_pages)
+    pages.include_router(integrations_pages)
     return pages
 
 

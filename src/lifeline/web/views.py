@@ -20,6 +20,8 @@ from lifeline.realtime.models import Event
 TRANSCRIPT_PAGE = 100
 TRANSCRIPT_MAX = 2_000
 DELIVERIES_MAX = 1_000
+# Who an integration delivery went to, in place of a recipient's name.
+_INTEGRATION_TARGETS = {"webhook": "a webhook endpoint", "slack": "the Slack channel"}
 
 
 def is_senior(user: User) -> bool:
@@ -95,7 +97,9 @@ async def delivery_report(
         )
         rows.extend(
             DeliveryRow(
-                recipient=recipient.name,
+                recipient=recipient.name
+                if recipient
+                else _INTEGRATION_TARGETS.get(d.channel, d.channel),
                 channel=d.channel,
                 kind=d.kind,
                 status=d.status,

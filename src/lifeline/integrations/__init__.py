@@ -1,0 +1,1 @@
+"""Outbound integrations: signed webhooks and a Slack channel, both fed by the outbox."""
