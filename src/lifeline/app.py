@@ -33,6 +33,7 @@ from lifeline.middleware import (
 from lifeline.notifications import demo_mail
 from lifeline.notifications.plugin import notifications_plugin
 from lifeline.notifications.router import router as notifications_router
+from lifeline.policies.router import router as policies_router
 from lifeline.realtime.plugin import realtime_plugin
 from lifeline.realtime.router import router as realtime_router
 from lifeline.web import install as install_web
@@ -67,6 +68,7 @@ def api_router() -> APIRouter:
     api.include_router(realtime_router)
     api.include_router(analytics_router)
     api.include_router(notifications_router)
+    api.include_router(policies_router)
     return api
 
 

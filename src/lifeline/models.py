@@ -7,6 +7,7 @@ from lifeline.db import Base
 from lifeline.handoffs.models import Handoff
 from lifeline.idempotency import IdempotencyRecord
 from lifeline.notifications.models import Delivery
+from lifeline.policies.models import EscalationPolicyRecord, EscalationSchedule
 from lifeline.realtime.models import Event
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "ApiToken",
     "Base",
     "Delivery",
+    "EscalationPolicyRecord",
+    "EscalationSchedule",
     "Event",
     "Handoff",
     "IdempotencyRecord",

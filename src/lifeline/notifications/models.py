@@ -17,9 +17,33 @@ class Channel(enum.StrEnum):
 
 
 class DeliveryKind(enum.StrEnum):
+    # Waves of the escalation policy: step 1 at escalation, step 1 again after a release,
+    # every later step (and, before policies, the single reminder).
     ESCALATED = "escalated"
-    REMINDER = "reminder"
     RELEASED = "released"
+    STEP = "step"
+    REMINDER = "reminder"
+    # To the claimer alone: "still on it?"
+    CLAIM_REMINDER = "claim_reminder"
+    # To the escalator: nobody picked it up in time.
+    EXPIRED = "expired"
+
+
+# Once a handoff leaves the queue (claimed, resolved, cancelled, expired) none of these is
+# sent any more: pending ones are skipped in the same transaction.
+POLICY_KINDS = frozenset(
+    {
+        DeliveryKind.ESCALATED,
+        DeliveryKind.RELEASED,
+        DeliveryKind.STEP,
+        DeliveryKind.REMINDER,
+        DeliveryKind.CLAIM_REMINDER,
+    }
+)
+# Of those, the ones sent under a lock against that transaction (see ``claims.hold_for_send``):
+# all but the escalation's own first wave, which goes out within moments of the escalation and
+# keeps the relay's row-by-row outcome writes.
+GATED_KINDS = POLICY_KINDS - {DeliveryKind.ESCALATED}
 
 
 class DeliveryStatus(enum.StrEnum):

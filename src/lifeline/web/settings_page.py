@@ -12,6 +12,7 @@ from lifeline.accounts import service as accounts
 from lifeline.accounts.models import EmailPreference, Role, User
 from lifeline.deps import Principal, SessionDep
 from lifeline.errors import Conflict, Forbidden
+from lifeline.policies import service as policies
 from lifeline.web import views
 from lifeline.web.auth import FormPrincipal, WebPrincipal
 from lifeline.web.router import page_context
@@ -62,12 +63,15 @@ async def _render_settings(
     manager = views.is_manager(user)
     members = await _all_members(db, user.account_id) if manager else []
     roles = [r for r in Role if r != Role.OWNER or user.role == Role.OWNER]
+    policy = await policies.get_policy(db=db, account_id=user.account_id)
     return render(
         request,
         "settings.html",
         page_context(
             principal,
             account=account,
+            policy=policy,
+            reminder_minutes=policies.reminder_minutes(policy),
             tokens=tokens,
             manager=manager,
             members=members,
@@ -156,8 +160,11 @@ async def set_reminders(
     reminder_minutes: Annotated[int, Form(ge=1, le=1440)],
 ) -> Response:
     require_manager(principal.user)
-    await accounts.update_account(
-        db=db, account_id=principal.user.account_id, name=None, reminder_minutes=reminder_minutes
+    await policies.set_reminder_minutes(
+        db=db,
+        account_id=principal.user.account_id,
+        actor_id=principal.user.id,
+        minutes=reminder_minutes,
     )
     return redirect(
         request, "/settings", notice=f"Reminders go out after {reminder_minutes} minutes."
