@@ -1,7 +1,9 @@
-"""The notification fixtures (a recording SMTP server, no periodic sweeps) for policy tests."""
+"""Policy tests use the notification fixtures (a recording SMTP server, no periodic sweeps)
+and the pages' signed-in browser."""
 
 from __future__ import annotations
 
 from tests.notifications.conftest import settings, smtp
+from tests.web.conftest import browser
 
-__all__ = ["settings", "smtp"]
+__all__ = ["browser", "settings", "smtp"]

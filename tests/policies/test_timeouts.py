@@ -122,3 +122,47 @@ async def test_an_idle_claim_goes_back_to_the_queue_and_the_team_is_told(
     told = (await waves(ctx, handoff["id"]))["released:1"]
     # Like a release, to the team, and the claimer hears it too.
     assert {u for u, _ in told} == {team.owner.id, team["senior"].id, team["peer"].id}
+
+
+async def test_analytics_count_expiries_apart_and_the_step_of_each_pick_up(
+    client: httpx.AsyncClient, ctx: AppContext, factory: Factory
+) -> None:
+    team = await factory.team(junior="engineer", senior="admin")
+    await put_policy(
+        client,
+        team.owner,
+        steps=[step(0, roles=EVERYONE), step(5, roles=EVERYONE), step(10, roles=EVERYONE)],
+        expire_after_minutes=30,
+    )
+    start = now()
+    picked = []
+    for n in range(3):
+        session = await new_session(client, team["junior"], title=f"s{n}")
+        picked.append((session["id"], (await escalate(client, team["junior"], session["id"]))))
+    # Step 2 goes out for all three; one is picked up then, one after step 3, one never.
+    await sweep(ctx, minutes(start, 6))
+    sid, first = picked[0]
+    base = f"/api/v1/ai-sessions/{sid}/handoffs/{first['id']}"
+    assert (await client.post(f"{base}/claim", headers=team["senior"].headers)).status_code == 200
+    await sweep(ctx, minutes(start, 11))
+    sid, second = picked[1]
+    base = f"/api/v1/ai-sessions/{sid}/handoffs/{second['id']}"
+    assert (await client.post(f"{base}/claim", headers=team["senior"].headers)).status_code == 200
+    assert (await sweep(ctx, minutes(start, 31))).steps.expired == 1
+
+    # The scheduler's clock ran half an hour ahead: the window reaches past it.
+    window = {"until": (start + timedelta(days=2)).date().isoformat()}
+    response = await client.get(
+        "/api/v1/analytics/escalations", headers=team.owner.headers, params=window
+    )
+    body = response.json()
+    assert body["totals"]["expired"] == 1 and body["totals"]["cancelled"] == 0
+    assert body["claimed_by_step"] == [{"step": 2, "claimed": 1}, {"step": 3, "claimed": 1}]
+    columns = ("expired", "claimed_at_step_1", "claimed_at_step_2", "claimed_at_step_3_or_later")
+    assert [sum(row[c] for row in body["by_day"]) for c in columns] == [1, 0, 1, 1]
+    csv = await client.get(
+        "/api/v1/analytics/escalations",
+        headers=team.owner.headers,
+        params={**window, "format": "csv"},
+    )
+    assert any(line.endswith(",1,0,1,1") for line in csv.text.splitlines())

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline.accounts import schemas
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import EmailPreference, Role, User
 from lifeline.deps import Principal, SessionDep
-from lifeline.errors import Conflict, Forbidden
+from lifeline.errors import Conflict, Forbidden, Unprocessable
 from lifeline.policies import service as policies
+from lifeline.policies.schemas import EscalationPolicy
 from lifeline.web import views
 from lifeline.web.auth import FormPrincipal, WebPrincipal
 from lifeline.web.router import page_context
@@ -64,6 +67,7 @@ async def _render_settings(
     members = await _all_members(db, user.account_id) if manager else []
     roles = [r for r in Role if r != Role.OWNER or user.role == Role.OWNER]
     policy = await policies.get_policy(db=db, account_id=user.account_id)
+    extra.setdefault("policy_json", json.dumps(policy.model_dump(mode="json"), indent=2))
     return render(
         request,
         "settings.html",
@@ -71,6 +75,7 @@ async def _render_settings(
             principal,
             account=account,
             policy=policy,
+            member_names=await views.member_names(db=db, account_id=user.account_id),
             reminder_minutes=policies.reminder_minutes(policy),
             tokens=tokens,
             manager=manager,
@@ -169,6 +174,33 @@ async def set_reminders(
     return redirect(
         request, "/settings", notice=f"Reminders go out after {reminder_minutes} minutes."
     )
+
+
+@router.post("/settings/escalation-policy")
+async def set_policy(
+    request: Request,
+    db: SessionDep,
+    principal: FormPrincipal,
+    policy: Annotated[str, Form(max_length=20_000)],
+) -> Response:
+    """The whole policy as JSON (the API's shape); a refusal comes back with the text kept."""
+    require_manager(principal.user)
+    try:
+        parsed = EscalationPolicy.model_validate_json(policy)
+        await policies.put_policy(
+            db=db, account_id=principal.user.account_id, actor_id=principal.user.id, policy=parsed
+        )
+    except (ValidationError, Unprocessable) as exc:
+        if isinstance(exc, ValidationError):
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "policy"
+            message = f"{where}: {first['msg']}"
+        else:
+            message = exc.detail
+        return await _render_settings(
+            request, db, principal, status_code=422, policy_error=message, policy_json=policy
+        )
+    return redirect(request, "/settings#escalation-policy", notice="Escalation policy saved.")
 
 
 @router.post("/settings/members")
