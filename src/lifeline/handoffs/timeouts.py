@@ -8,6 +8,7 @@ nothing) or waits for this transaction and then skips what it wrote.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,14 +27,22 @@ from lifeline.realtime.events import AUDIENCE_ACCOUNT, record_event
 
 
 async def fire_step(
-    *, db: AsyncSession, handoff_id: str, round_: int, ref: StepRef
-) -> Handoff | None:
-    """Record ``ref`` as fired and write its wave, if the escalation is still open in the same
-    round (not claimed, released or closed meanwhile); None, writing nothing, otherwise."""
+    *,
+    db: AsyncSession,
+    handoff: Handoff,
+    round_: int,
+    ref: StepRef,
+    recipients: Sequence[User],
+    allowance: outbox.EmailAllowance | None = None,
+) -> bool:
+    """Record ``ref`` as fired and write its wave to ``recipients``, if the escalation is still
+    open in the same round (not claimed, released or closed meanwhile); False, writing nothing,
+    otherwise. ``handoff`` may be a snapshot read before this transaction: the conditional
+    write is what decides, and nothing the wave uses changes while a round stays open."""
     result: CursorResult[Any] = await db.execute(  # type: ignore[assignment]
         update(Handoff)
         .where(
-            Handoff.id == handoff_id,
+            Handoff.id == handoff.id,
             Handoff.status == HandoffStatus.OPEN,
             Handoff.policy_round == round_,
         )
@@ -41,10 +50,8 @@ async def fire_step(
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
-        return None
-    handoff = await db.get(Handoff, handoff_id, populate_existing=True)
-    assert handoff is not None
-    policy = handoffs.policy_of(handoff)
+        return False
+    step = handoffs.policy_of(handoff).steps[ref.step]
     await record_event(
         db=db,
         account_id=handoff.account_id,
@@ -52,16 +59,20 @@ async def fire_step(
         audience=AUDIENCE_ACCOUNT,
         data={**handoffs.handoff_data(handoff), "step": ref.number, "repeat": ref.loop},
     )
-    await outbox.enqueue_wave(
-        db=db,
-        handoff=handoff,
-        kind=DeliveryKind.STEP,
-        step=policy.steps[ref.step],
-        event_key=outbox.step_event_key(
-            handoff.id, round_=round_, loop=ref.loop, step_number=ref.number
-        ),
-    )
-    return handoff
+    if recipients:
+        await outbox.write_wave(
+            db=db,
+            handoff_id=handoff.id,
+            account_id=handoff.account_id,
+            kind=DeliveryKind.STEP,
+            event_key=outbox.step_event_key(
+                handoff.id, round_=round_, loop=ref.loop, step_number=ref.number
+            ),
+            recipients=recipients,
+            channels=step.channels,
+            allowance=allowance,
+        )
+    return True
 
 
 async def _tell(db: AsyncSession, handoff: Handoff, user_id: str, kind: DeliveryKind) -> None:

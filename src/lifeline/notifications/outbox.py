@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -147,6 +148,20 @@ def dedupe_key_for(event_key: str, recipient_id: str, channel: Channel) -> str:
     return f"{event_key}:{recipient_id}:{channel}"
 
 
+@dataclass
+class EmailAllowance:
+    """An account's emails left this hour, counted once and spent by several waves (a
+    scheduler's batch) instead of counted again for each."""
+
+    account_id: str
+    left: int
+
+
+async def email_allowance(*, db: AsyncSession, account_id: str) -> EmailAllowance:
+    left = await emails_left_this_hour(db=db, account_id=account_id, now=utcnow())
+    return EmailAllowance(account_id, left)
+
+
 def _email_skip_reason(user: User, emails_left: int) -> str | None:
     if user.email_notifications == EmailPreference.NEVER:
         return OPTED_OUT
@@ -207,6 +222,7 @@ async def write_wave(
     event_key: str,
     recipients: Sequence[User],
     channels: Sequence[str],
+    allowance: EmailAllowance | None = None,
 ) -> list[Delivery]:
     """Write one delivery row per recipient per channel; every wave goes through here.
 
@@ -216,11 +232,12 @@ async def write_wave(
     """
     now = utcnow()
     wanted = [c for c in (Channel.PUSH, Channel.EMAIL) if c in channels]
-    emails_left = (
-        await emails_left_this_hour(db=db, account_id=account_id, now=now)
-        if Channel.EMAIL in wanted
-        else 0
-    )
+    if Channel.EMAIL not in wanted:
+        emails_left = 0
+    elif allowance is not None:
+        emails_left = allowance.left
+    else:
+        emails_left = await emails_left_this_hour(db=db, account_id=account_id, now=now)
     rows: list[Delivery] = []
     for user in recipients:
         message_id = message_id_for(event_key, user.id)
@@ -246,6 +263,8 @@ async def write_wave(
                     created_at=now,
                 )
             )
+    if allowance is not None and Channel.EMAIL in wanted:
+        allowance.left = emails_left
     db.add_all(rows)
     await db.flush()
     pending = tuple(r.id for r in rows if r.status == DeliveryStatus.PENDING)

@@ -177,17 +177,6 @@ async def lease_due(
     ]
 
 
-async def still_held(*, db: AsyncSession, entry: LeasedEntry) -> bool:
-    """Take this entry's row for the rest of the transaction, if the lease is still ours."""
-    query = select(EscalationSchedule.handoff_id).where(
-        EscalationSchedule.handoff_id == entry.handoff_id,
-        EscalationSchedule.lease_token == entry.lease_token,
-    )
-    if db.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return await db.scalar(query) is not None
-
-
 async def give_back(*, db: AsyncSession, entry: LeasedEntry) -> None:
     """Drop the lease without acting (the step failed): the row is due again at once."""
     result: CursorResult[Any] = await db.execute(  # type: ignore[assignment]
@@ -200,3 +189,38 @@ async def give_back(*, db: AsyncSession, entry: LeasedEntry) -> None:
         .execution_options(synchronize_session=False)
     )
     del result
+
+
+async def advance(
+    *,
+    db: AsyncSession,
+    entry: LeasedEntry,
+    policy: EscalationPolicy,
+    origin: datetime,
+    next_ref: StepRef | None,
+) -> bool:
+    """Move this leased row on to ``next_ref`` (or drop it when nothing is left) and free it;
+    False, changing nothing, if the lease is no longer ours."""
+    at = next_moment(policy, origin, next_ref)
+    held = (EscalationSchedule.handoff_id == entry.handoff_id) & (
+        EscalationSchedule.lease_token == entry.lease_token
+    )
+    statement: Any
+    if at is None:
+        statement = delete(EscalationSchedule).where(held)
+    else:
+        statement = (
+            update(EscalationSchedule)
+            .where(held)
+            .values(
+                next_step_at=at,
+                step=next_ref.step if next_ref else len(policy.steps),
+                loop=next_ref.loop if next_ref else policy.repeat,
+                lease_token=None,
+                lease_expires_at=None,
+            )
+        )
+    result: CursorResult[Any] = await db.execute(  # type: ignore[assignment]
+        statement.execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
