@@ -90,6 +90,7 @@ async def test_admins_and_owners_replace_it_others_get_403(
         ({"claim_reminder_minutes": -5}, "claim_reminder_minutes"),
         ({"auto_release_minutes": "soon"}, "auto_release_minutes"),
         ({"surprise": 1}, "surprise"),
+        ({"steps": [step(0, users=["not-an-id\u0000"])]}, "users"),
     ],
 )
 async def test_invalid_policies_are_422_naming_the_field(
@@ -112,7 +113,7 @@ async def test_named_users_must_be_active_non_viewer_members_of_the_account(
     for user_id, why in (
         (other["stranger"].id, "not a member"),
         (team["vic"].id, "viewer"),
-        ("no-such-user", "not a member"),
+        ("00000000-0000-4000-8000-000000000000", "not a member"),
     ):
         policy = {"steps": [step(0), step(5, users=[team["eng"].id, user_id])]}
         response = await client.put(URL, headers=team.owner.headers, json=policy)

@@ -19,6 +19,8 @@ DEFAULT_CLAIM_REMINDER_MINUTES = 240
 Minutes = Annotated[int, Field(ge=0, le=MAX_MINUTES)]
 PositiveMinutes = Annotated[int, Field(ge=1, le=MAX_MINUTES)]
 ChannelName = Literal["push", "email"]
+# User ids are UUIDs; anything else can't name a member.
+USER_ID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
 class _Strict(BaseModel):
@@ -27,7 +29,7 @@ class _Strict(BaseModel):
 
 class Notify(_Strict):
     roles: list[Role] = Field(default_factory=list, max_length=4)
-    users: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(
+    users: list[Annotated[str, Field(pattern=USER_ID)]] = Field(
         default_factory=list, max_length=MAX_USERS_PER_STEP
     )
 
