@@ -84,8 +84,12 @@ async def escalation_timeline(*, db: AsyncSession, handoff: Handoff) -> Timeline
     if upcoming is not None:
         if upcoming.phase == SchedulePhase.CLAIMED:
             next_label = "Check on the pick-up (reminder or auto-release)"
+        elif upcoming.step >= len((handoff.policy or {}).get("steps", [])):
+            next_label = "Expiry, if nobody picks it up"
         else:
-            next_label = f"Step {upcoming.step + 1} (or expiry, whichever comes first)"
+            next_label = f"Step {upcoming.step + 1}"
+            if upcoming.loop:
+                next_label += f", repeat {upcoming.loop}"
     return Timeline(
         entries=list(entries.values()),
         next_label=next_label,
