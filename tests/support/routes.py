@@ -84,6 +84,7 @@ _FIELD_SAMPLES: dict[str, Any] = {
     "password": "a long enough password",
     "current_password": "correct horse battery",
     "reminder_minutes": 15,
+    "steps": [{"after_minutes": 0, "notify": {"roles": ["engineer"]}, "channels": ["push"]}],
 }
 
 
