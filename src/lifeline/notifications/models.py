@@ -29,21 +29,21 @@ class DeliveryKind(enum.StrEnum):
     EXPIRED = "expired"
 
 
-# Once a handoff leaves the queue (claimed, resolved, cancelled, expired) none of these is
-# sent any more: pending ones are skipped in the same transaction.
+# The waves that come after the escalation's own: once a handoff leaves the queue (claimed,
+# resolved, cancelled, expired) none of these is sent any more. Pending ones are skipped in
+# that transaction, and the relay sends them only while holding their rows against it (see
+# ``claims.hold_for_send``). The escalation's first wave is the escalation itself, not a
+# further notification: it is delivered (and retried) whatever happens next, with the relay's
+# row-by-row outcome writes.
 POLICY_KINDS = frozenset(
     {
-        DeliveryKind.ESCALATED,
         DeliveryKind.RELEASED,
         DeliveryKind.STEP,
         DeliveryKind.REMINDER,
         DeliveryKind.CLAIM_REMINDER,
     }
 )
-# Of those, the ones sent under a lock against that transaction (see ``claims.hold_for_send``):
-# all but the escalation's own first wave, which goes out within moments of the escalation and
-# keeps the relay's row-by-row outcome writes.
-GATED_KINDS = POLICY_KINDS - {DeliveryKind.ESCALATED}
+GATED_KINDS = POLICY_KINDS
 
 
 class DeliveryStatus(enum.StrEnum):
