@@ -174,8 +174,7 @@ async def seed(app_ctx: AppContext, dsn: str, args: argparse.Namespace) -> tuple
         for i in range(args.accounts - 1):
             other = str(uuid.uuid4())
             await conn.execute(
-                "INSERT INTO accounts (id, name, reminder_minutes, created_at) "
-                "VALUES ($1, $2, 10, $3)",
+                "INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)",
                 other,
                 f"Other {i}",
                 now,

@@ -59,6 +59,8 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int, int, int, int]] = {
     ("PATCH /api/v1/me", "-"):                        (200, 200, 200, 200, 200, 200, 200, 401),
     ("GET /api/v1/account", "-"):                     (200, 200, 200, 200, 200, 200, 200, 401),
     ("PATCH /api/v1/account", "-"):                   (200, 200, 403, 403, 403, 403, 200, 401),
+    ("GET /api/v1/escalation-policy", "-"):           (200, 200, 200, 200, 200, 200, 200, 401),
+    ("PUT /api/v1/escalation-policy", "-"):           (200, 200, 403, 403, 403, 403, 200, 401),
     ("GET /api/v1/users", "-"):                       (200, 200, 200, 200, 200, 200, 200, 401),
     ("POST /api/v1/users", "-"):                      (201, 201, 403, 403, 403, 403, 201, 401),
     ("GET /api/v1/users/{user_id}", "member"):        (200, 200, 200, 200, 200, 200, 404, 401),
@@ -150,6 +152,9 @@ MATRIX: dict[tuple[str, str], tuple[int, int, int, int, int, int, int, int]] = {
 BODIES: dict[str, dict[str, Any]] = {
     "PATCH /api/v1/me": {"email_notifications": "offline_only"},
     "PATCH /api/v1/account": {"reminder_minutes": 15},
+    "PUT /api/v1/escalation-policy": {
+        "steps": [{"after_minutes": 0, "notify": {"roles": ["admin"]}, "channels": ["push"]}]
+    },
     "PATCH /api/v1/users/{user_id}": {"role": "admin"},
     f"POST {S}/messages": {"role": "note", "content": "looking at it"},
     f"POST {S}/handoff": {"intent": "escalate", "note": "please help"},

@@ -22,6 +22,7 @@ from lifeline.context import AppContext
 from lifeline.db import create_engine, create_sessionmaker, utcnow
 from lifeline.handoffs.models import Handoff
 from lifeline.notifications.models import Delivery
+from lifeline.policies.models import EscalationSchedule
 from tests.notifications.conftest import (
     deliveries,
     escalate_without_dispatch,
@@ -99,7 +100,8 @@ async def test_worker_once_delivers_what_no_server_dispatched(
 
     output = log.read_text()
     assert code == 0, output
-    assert "sweep 1: reminder waves=0, claimed=4, sent=2, skipped=2" in output, output
+    quiet = "steps=0, expired=0, claim_reminders=0, auto_released=0"
+    assert f"sweep 1: {quiet}, claimed=4, sent=2, skipped=2" in output, output
     assert smtp.recipients() == sorted([team.owner.email, team["senior"].email])
     rows = await deliveries(ctx, handoff.id)
     assert {(r.channel, r.status) for r in rows} == {("email", "sent"), ("push", "skipped")}
@@ -212,12 +214,17 @@ async def test_worker_reminder_reaches_live_connections_through_redis(
                                 .where(Handoff.id == handoff["id"])
                                 .values(queued_at=utcnow() - timedelta(minutes=11))
                             )
+                            await db.execute(
+                                update(EscalationSchedule)
+                                .where(EscalationSchedule.handoff_id == handoff["id"])
+                                .values(next_step_at=utcnow() - timedelta(minutes=1))
+                            )
                         env = server_env(database_url, LIFELINE_BASE_URL=base, **shared)
                         log = tmp_path / "worker.log"
                         proc = _worker(env, log, "--once")
                         code = await asyncio.to_thread(proc.wait, 60)
                         assert code == 0, log.read_text()
-                        assert "reminder waves=1" in log.read_text(), log.read_text()
+                        assert "steps=1," in log.read_text(), log.read_text()
 
                         reminder = await stream.next_of("handoff.reminder")
                         assert reminder["data"]["id"] == handoff["id"]
@@ -226,7 +233,7 @@ async def test_worker_reminder_reaches_live_connections_through_redis(
             rows = (
                 await db.scalars(
                     select(Delivery).where(
-                        Delivery.handoff_id == handoff["id"], Delivery.kind == "reminder"
+                        Delivery.handoff_id == handoff["id"], Delivery.kind == "step"
                     )
                 )
             ).all()

@@ -40,6 +40,7 @@ from lifeline.middleware import (
 from lifeline.notifications import demo_mail
 from lifeline.notifications.plugin import notifications_plugin
 from lifeline.notifications.router import router as notifications_router
+from lifeline.policies.router import router as policies_router
 from lifeline.realtime.plugin import realtime_plugin
 from lifeline.realtime.router import router as realtime_router
 from lifeline.web import api_docs, web_plugin
@@ -76,6 +77,7 @@ def api_router() -> APIRouter:
     api.include_router(notifications_router)
     api.include_router(integrations_router)
     api.include_router(slack_config_router)
+    api.include_router(policies_router)
     return api
 
 

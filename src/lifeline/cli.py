@@ -355,7 +355,7 @@ def serve(
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Run one sweep and exit.")] = False,
 ) -> None:
-    """Send due notifications and reminder waves (the outbox relay), sweeping periodically."""
+    """Fire due escalation policy steps and send due notifications, sweeping periodically."""
     from lifeline import worker as worker_module
 
     worker_module.main(_settings(), once=once)

@@ -101,7 +101,7 @@ async def _seed(db: AsyncSession) -> dict[str, User]:
         return {p.key: by_email[p.email] for p in PEOPLE if p.email in by_email}
 
     _echo("  creating the account and five people")
-    account = Account(name="Acme Robotics (demo)", reminder_minutes=10)
+    account = Account(name="Acme Robotics (demo)")
     db.add(account)
     await db.flush()
     people: dict[str, User] = {}

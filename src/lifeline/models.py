@@ -14,6 +14,7 @@ from lifeline.integrations.models import (
     WebhookEndpoint,
 )
 from lifeline.notifications.models import Delivery
+from lifeline.policies.models import EscalationPolicyRecord, EscalationSchedule
 from lifeline.realtime.models import Event
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "Base",
     "Delivery",
     "DeliveryAttempt",
+    "EscalationPolicyRecord",
+    "EscalationSchedule",
     "Event",
     "Handoff",
     "IdempotencyRecord",

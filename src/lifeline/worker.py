@@ -1,6 +1,7 @@
-"""``lifeline worker``: the outbox relay and reminder waves, outside the server process.
+"""``lifeline worker``: the escalation scheduler and the outbox relay, outside the server.
 
-Each sweep sends the reminder waves that are due, then every due outbox row (new ones no server
+Each sweep fires the escalation policy steps that are due (and expiries, claim reminders,
+auto-releases), then sends every due outbox row (new ones no server
 dispatched, retries whose backoff has passed, rows whose sender died and whose lease expired).
 Any number of workers and servers can sweep the same database: rows are claimed under a lease.
 """
@@ -29,7 +30,7 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     warn_about_configuration(ctx)
     closers: list[Callable[[], Awaitable[None]]] = []
     if settings.redis_url:
-        # Through Redis this process reaches every server's live connections: reminder events
+        # Through Redis this process reaches every server's live connections: step events
         # are pushed and presence (push rows, offline_only email) is the servers' own.
         from fastapi import FastAPI
 
@@ -56,15 +57,11 @@ async def run(settings: Settings, *, once: bool = False) -> None:
             try:
                 report = await sweep_once(ctx=ctx, relay=relay)
                 sent_on = await integrations.sweep()
-                # Reminder waves go out through the after-commit dispatcher: count them too.
+                # Step waves go out through the after-commit dispatcher: count them too.
                 await ctx.tasks.drain()
                 done = relay.totals.minus(before)
                 log.info(
-                    "sweep %d: reminder waves=%d, %s; webhooks and Slack: %s",
-                    sweeps,
-                    report.reminders,
-                    done,
-                    sent_on,
+                    "sweep %d: %s, %s; webhooks and Slack: %s", sweeps, report.steps, done, sent_on
                 )
             except Exception:
                 log.exception("sweep %d failed", sweeps)

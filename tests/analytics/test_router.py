@@ -84,6 +84,15 @@ async def march_history(history: History, factory: Factory) -> dict[str, Any]:
     return {"team": team, "other": other, **rows}
 
 
+POLICY_COLUMNS = ("expired", "claimed_at_step_1", "claimed_at_step_2", "claimed_at_step_3_or_later")
+
+
+def _without_policy_columns(row: dict[str, object]) -> dict[str, object]:
+    """The crafted history predates escalation policies: those columns are all 0 there."""
+    assert all(row[c] == 0 for c in POLICY_COLUMNS)
+    return {k: v for k, v in row.items() if k not in POLICY_COLUMNS}
+
+
 async def test_totals_percentiles_and_people_for_a_crafted_history(
     client: httpx.AsyncClient, factory: Factory, history: History
 ) -> None:
@@ -102,6 +111,7 @@ async def test_totals_percentiles_and_people_for_a_crafted_history(
         "claimed": 6,  # E1 E2 E9 E3 E4 E6
         "resolved": 3,  # E1 E9 E4 (P2, a park, is not an escalation)
         "cancelled": 1,  # E3
+        "expired": 0,
         "open": 1,  # E5 (E8 and E10 are open but not created in the window)
     }
     # Sorted: 45, 60, 120.25, 300, 3600, 7200 (n = 6).
@@ -109,7 +119,7 @@ async def test_totals_percentiles_and_people_for_a_crafted_history(
     # p90: position 0.9 * 5 = 4.5 → 3600 + 0.5 * (7200 - 3600) = 5400
     assert body["time_to_claim_seconds"] == {"p50": 210.125, "p90": 5400.0, "max": 7200.0}
 
-    assert body["by_day"] == [
+    assert [_without_policy_columns(r) for r in body["by_day"]] == [
         {
             "date": "2026-03-02",
             "escalations": 3,  # E1 E2 E9
@@ -229,7 +239,7 @@ async def test_an_empty_window_is_zero_filled_with_null_figures(
     team = await factory.team(vic="viewer")
     body = await report(client, team, since="2025-01-01", until="2025-01-04")
     assert body["totals"] == dict.fromkeys(
-        ["escalations", "parks", "claimed", "resolved", "cancelled", "open"], 0
+        ["escalations", "parks", "claimed", "resolved", "cancelled", "expired", "open"], 0
     )
     assert body["time_to_claim_seconds"] == {"p50": None, "p90": None, "max": None}
     assert body["by_day"] == [
@@ -240,9 +250,14 @@ async def test_an_empty_window_is_zero_filled_with_null_figures(
             "resolved": 0,
             "p50_time_to_claim_seconds": None,
             "p50_time_to_resolve_seconds": None,
+            "expired": 0,
+            "claimed_at_step_1": 0,
+            "claimed_at_step_2": 0,
+            "claimed_at_step_3_or_later": 0,
         }
         for day in (1, 2, 3)
     ]
+    assert body["claimed_by_step"] == []
     assert body["by_claimer"] == [] and body["by_escalator"] == [] and body["backlog"] == []
     assert body["sessions_created"] == 0 and body["escalation_rate"] is None
 
@@ -305,10 +320,11 @@ async def test_csv_export_of_the_daily_rows(
     disposition = response.headers["content-disposition"]
     assert disposition == 'attachment; filename="escalations-2026-03-02-2026-03-04.csv"'
     assert response.text.splitlines() == [
-        "date,escalations,claimed,resolved,p50_time_to_claim_seconds,p50_time_to_resolve_seconds",
-        "2026-03-02,3,4,2,90.125,2700.0",
-        "2026-03-03,2,1,0,300.0,",
-        "2026-03-04,2,1,1,3600.0,10800.0",
+        "date,escalations,claimed,resolved,p50_time_to_claim_seconds,p50_time_to_resolve_seconds,"
+        "expired,claimed_at_step_1,claimed_at_step_2,claimed_at_step_3_or_later",
+        "2026-03-02,3,4,2,90.125,2700.0,0,0,0,0",
+        "2026-03-03,2,1,0,300.0,,0,0,0,0",
+        "2026-03-04,2,1,1,3600.0,10800.0,0,0,0,0",
     ]
 
 
@@ -450,8 +466,11 @@ async def test_figures_follow_the_hand_off_workflow_through_the_api(
         "claimed": 1,
         "resolved": 1,
         "cancelled": 0,
+        "expired": 0,
         "open": 0,
     }
+    # The default policy's first step went out with the escalation: picked up at step 1.
+    assert body["claimed_by_step"] == [{"step": 1, "claimed": 1}]
     today = body["by_day"][-1]
     assert today["date"] == datetime.now(UTC).date().isoformat()
     assert today["resolved"] == 1 and today["p50_time_to_resolve_seconds"] is not None

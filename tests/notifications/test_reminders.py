@@ -1,4 +1,5 @@
-"""Escalation policy: one reminder wave for an escalation still open after the interval."""
+"""The default escalation policy: one reminder wave (its second step) for an escalation still
+open after the account's reminder interval."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ async def _sweep_at(ctx: AppContext, minutes: float) -> int:
         ctx=ctx, relay=relay_of(ctx), now=utcnow() + timedelta(minutes=minutes)
     )
     await ctx.tasks.drain()
-    return report.reminders
+    return report.steps.steps
 
 
 async def test_open_escalation_gets_one_reminder_wave_after_the_interval(
@@ -36,7 +37,7 @@ async def test_open_escalation_gets_one_reminder_wave_after_the_interval(
     assert await _sweep_at(ctx, 30) == 0  # one reminder, not one per sweep
 
     rows = await deliveries(ctx, handoff["id"])
-    reminders = sorted((r.recipient_user_id, r.channel) for r in rows if r.kind == "reminder")
+    reminders = sorted((r.recipient_user_id, r.channel) for r in rows if r.kind == "step")
     assert reminders == sorted(
         (p.id, c) for p in (team.owner, team["senior"]) for c in ("email", "push")
     )
@@ -95,7 +96,7 @@ async def test_two_sweepers_send_one_reminder_wave(
         await other.tasks.drain()
 
     assert sorted(counts) == [0, 1]
-    reminder_rows = [r for r in await deliveries(ctx, handoff["id"]) if r.kind == "reminder"]
+    reminder_rows = [r for r in await deliveries(ctx, handoff["id"]) if r.kind == "step"]
     assert len(reminder_rows) == 4
     assert len(smtp.to(team["senior"].email)) == 2
 
@@ -113,5 +114,5 @@ async def test_a_released_escalation_restarts_its_reminder_clock(
 
     assert await _sweep_at(ctx, 5) == 0  # counts from the release, not the escalation
     assert await _sweep_at(ctx, 11) == 1
-    keys = {r.event_key for r in await deliveries(ctx, handoff["id"]) if r.kind == "reminder"}
-    assert keys == {f"{handoff['id']}:reminder:1", f"{handoff['id']}:reminder:2"}
+    keys = {r.event_key for r in await deliveries(ctx, handoff["id"]) if r.kind == "step"}
+    assert keys == {f"{handoff['id']}:step:0.0.2", f"{handoff['id']}:step:1.0.2"}

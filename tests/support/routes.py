@@ -86,6 +86,7 @@ _FIELD_SAMPLES: dict[str, Any] = {
     "reminder_minutes": 15,
     "event_types": ["handoff.escalated"],
     "since": "2026-01-01T00:00:00Z",
+    "steps": [{"after_minutes": 0, "notify": {"roles": ["engineer"]}, "channels": ["push"]}],
 }
 
 

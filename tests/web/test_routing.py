@@ -20,16 +20,12 @@ def probe_router() -> APIRouter:
 
     @router.post("/probe/rename-then-bounce")
     async def rename_then_bounce(db: SessionDep, user: CurrentUser) -> None:
-        await accounts.update_account(
-            db=db, account_id=user.account_id, name="Renamed", reminder_minutes=None
-        )
+        await accounts.update_account(db=db, account_id=user.account_id, name="Renamed")
         raise Bounce("/settings", error="Someone else changed it first")
 
     @router.post("/probe/rename-then-conflict")
     async def rename_then_conflict(db: SessionDep, user: CurrentUser) -> None:
-        await accounts.update_account(
-            db=db, account_id=user.account_id, name="Renamed", reminder_minutes=None
-        )
+        await accounts.update_account(db=db, account_id=user.account_id, name="Renamed")
         raise Conflict("That changed meanwhile")
 
     return router

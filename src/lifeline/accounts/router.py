@@ -6,15 +6,27 @@ from fastapi import APIRouter, Response, status
 
 from lifeline.accounts import schemas
 from lifeline.accounts import service as accounts
+from lifeline.accounts.models import Account
 from lifeline.deps import AdminUser, CurrentUser, PageParams, PrincipalDep, SessionDep
+from lifeline.policies import service as policies
 
 router = APIRouter(tags=["accounts"])
+
+
+async def account_read(db: SessionDep, account: Account) -> schemas.AccountRead:
+    policy = await policies.get_policy(db=db, account_id=account.id)
+    return schemas.AccountRead(
+        id=account.id, name=account.name, reminder_minutes=policies.reminder_minutes(policy)
+    )
 
 
 async def _me(db: SessionDep, user: CurrentUser) -> schemas.MeRead:
     account = await accounts.get_account(db=db, account_id=user.account_id)
     return schemas.MeRead.model_validate(
-        {**schemas.UserRead.model_validate(user).model_dump(), "account": account}
+        {
+            **schemas.UserRead.model_validate(user).model_dump(),
+            "account": await account_read(db, account),
+        }
     )
 
 
@@ -42,17 +54,19 @@ async def update_me(
 @router.get("/account", response_model=schemas.AccountRead)
 async def read_account(db: SessionDep, user: CurrentUser) -> schemas.AccountRead:
     account = await accounts.get_account(db=db, account_id=user.account_id)
-    return schemas.AccountRead.model_validate(account)
+    return await account_read(db, account)
 
 
 @router.patch("/account", response_model=schemas.AccountRead)
 async def update_account(
     db: SessionDep, user: AdminUser, body: schemas.AccountUpdate
 ) -> schemas.AccountRead:
-    account = await accounts.update_account(
-        db=db, account_id=user.account_id, name=body.name, reminder_minutes=body.reminder_minutes
-    )
-    return schemas.AccountRead.model_validate(account)
+    account = await accounts.update_account(db=db, account_id=user.account_id, name=body.name)
+    if body.reminder_minutes is not None:
+        await policies.set_reminder_minutes(
+            db=db, account_id=user.account_id, actor_id=user.id, minutes=body.reminder_minutes
+        )
+    return await account_read(db, account)
 
 
 @router.get("/users", response_model=schemas.UserList)

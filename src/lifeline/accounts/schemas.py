@@ -84,7 +84,8 @@ class AccountRead(BaseModel):
 
     id: str
     name: str
-    reminder_minutes: int
+    # A shortcut into the escalation policy: when its second step (the reminder) fires.
+    reminder_minutes: int | None
 
 
 class AccountUpdate(StrictModel):

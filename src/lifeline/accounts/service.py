@@ -97,14 +97,10 @@ async def get_account(*, db: AsyncSession, account_id: str) -> Account:
     return account
 
 
-async def update_account(
-    *, db: AsyncSession, account_id: str, name: str | None, reminder_minutes: int | None
-) -> Account:
+async def update_account(*, db: AsyncSession, account_id: str, name: str | None) -> Account:
     account = await get_account(db=db, account_id=account_id)
     if name is not None:
         account.name = name
-    if reminder_minutes is not None:
-        account.reminder_minutes = reminder_minutes
     await db.flush()
     return account
 

@@ -56,4 +56,11 @@ REPORT_INDEXES = (
         handoffs.c.intent,
         **_partial("cancelled_at"),
     ),
+    Index(
+        "ix_handoffs_report_expired",
+        handoffs.c.account_id,
+        handoffs.c.expired_at,
+        handoffs.c.intent,
+        **_partial("expired_at"),
+    ),
 )

@@ -16,6 +16,10 @@ CSV_COLUMNS = (
     "resolved",
     "p50_time_to_claim_seconds",
     "p50_time_to_resolve_seconds",
+    "expired",
+    "claimed_at_step_1",
+    "claimed_at_step_2",
+    "claimed_at_step_3_or_later",
 )
 
 
@@ -31,6 +35,9 @@ class Totals(BaseModel):
     claimed: int = Field(description="escalations whose current claim was made in the window")
     resolved: int = Field(description="escalations resolved in the window")
     cancelled: int = Field(description="escalations cancelled in the window")
+    expired: int = Field(
+        description="escalations that expired (nobody picked them up) in the window"
+    )
     open: int = Field(description="escalations created in the window and still waiting now")
 
 
@@ -56,6 +63,20 @@ class DayRow(BaseModel):
     resolved: int
     p50_time_to_claim_seconds: float | None
     p50_time_to_resolve_seconds: float | None
+    expired: int = 0
+    # Of ``claimed``: picked up once step 1 of the policy had gone out (or before it), once
+    # step 2 had, once step 3 or a later one had.
+    claimed_at_step_1: int = 0
+    claimed_at_step_2: int = 0
+    claimed_at_step_3_or_later: int = 0
+
+
+class StepCount(BaseModel):
+    step: int = Field(
+        description="the last policy step that had gone out when it was picked up (1-based; "
+        "0: picked up before the first)"
+    )
+    claimed: int
 
 
 class ClaimerCount(BaseModel):
@@ -77,6 +98,9 @@ class EscalationReport(BaseModel):
     backlog_total: int = Field(description="all open escalations now, beyond the cap too")
     by_day: list[DayRow]
     by_claimer: list[ClaimerCount]
+    claimed_by_step: list[StepCount] = Field(
+        description="the claimed escalations by the policy step they were picked up at"
+    )
     by_escalator: list[EscalatorCount]
     sessions_created: int
     sessions_escalated: int

@@ -8,6 +8,10 @@ Which timestamp puts a handoff in the window ``[since, until)`` (``until`` exclu
   counts again only when it is picked up again, at that new ``claimed_at``.
 - ``resolved``: escalations whose ``resolved_at`` is in the window.
 - ``cancelled``: escalations whose ``cancelled_at`` is in the window.
+- ``expired``: escalations whose ``expired_at`` is in the window (nobody picked them up before
+  their policy's ``expire_after_minutes``): counted apart from ``cancelled``.
+- ``claimed_by_step``: the ``claimed`` escalations by the last step of their policy that had
+  gone out when they were picked up (0: before the first); per day in three columns.
 - ``open``: escalations created in the window that are still open (nobody has them) now.
 - time to claim = ``claimed_at - created_at`` over the ``claimed`` escalations; time to resolve
   = ``resolved_at - created_at`` over the ``resolved`` ones. Seconds, to the millisecond;
@@ -66,7 +70,7 @@ from lifeline.handoffs.schemas import SessionRef
 
 BACKLOG_LIMIT = 50
 # Kinds of event, as small integers: they are sorted on, and integers sort fastest.
-ESCALATED, PARKED, CLAIMED, RESOLVED, CANCELLED = 1, 2, 3, 4, 5
+ESCALATED, PARKED, CLAIMED, RESOLVED, CANCELLED, EXPIRED = 1, 2, 3, 4, 5, 6
 # Inline constants rather than parameters: the planner then knows the value in every plan.
 ESCALATION = Handoff.intent == label_literal(Intent.ESCALATE)
 
@@ -134,6 +138,15 @@ def _daily_query(dialect: str, account_id: str, window: Window) -> Select[Any]:
             literal_column("0"),
             ESCALATION,
         ),
+        _happened(
+            dialect,
+            account_id,
+            window,
+            _code(EXPIRED),
+            Handoff.expired_at,
+            literal_column("0"),
+            ESCALATION,
+        ),
     ).subquery("counted")
     timed = union_all(
         *[
@@ -167,9 +180,45 @@ def _daily_query(dialect: str, account_id: str, window: Window) -> Select[Any]:
     return union_all(counts, medians)  # type: ignore[return-value]
 
 
+async def _claims_by_step(
+    db: AsyncSession, dialect: str, account_id: str, window: Window
+) -> dict[tuple[date, int], int]:
+    """(local day, step picked up at) → how many; escalations older than policies left out."""
+    day = local_day(dialect, Handoff.claimed_at, window.offset_spans()).label("day")
+    rows = await db.execute(
+        select(day, Handoff.claimed_step, func.count())
+        .where(
+            Handoff.account_id == account_id,
+            _in_window(Handoff.claimed_at, window),
+            ESCALATION,
+            Handoff.claimed_step.is_not(None),
+        )
+        .group_by(day, Handoff.claimed_step)
+    )
+    return {(_day(d), int(step)): n for d, step, n in rows.all()}
+
+
+def _step_columns(by_step: dict[tuple[date, int], int], day: date) -> dict[str, int]:
+    columns = {"claimed_at_step_1": 0, "claimed_at_step_2": 0, "claimed_at_step_3_or_later": 0}
+    for (d, step), n in by_step.items():
+        if d != day:
+            continue
+        if step <= 1:
+            columns["claimed_at_step_1"] += n
+        elif step == 2:
+            columns["claimed_at_step_2"] += n
+        else:
+            columns["claimed_at_step_3_or_later"] += n
+    return columns
+
+
 async def _daily(
     db: AsyncSession, dialect: str, account_id: str, window: Window
-) -> tuple[schemas.Totals, list[schemas.DayRow]]:
+) -> tuple[schemas.Totals, list[schemas.DayRow], list[schemas.StepCount]]:
+    by_step = await _claims_by_step(db, dialect, account_id, window)
+    step_totals: dict[int, int] = defaultdict(int)
+    for (_d, step), n in by_step.items():
+        step_totals[step] += n
     query = _daily_query(dialect, account_id, window)
     counts: dict[tuple[int, date], int] = defaultdict(int)
     medians: dict[tuple[int, date], float | None] = {}
@@ -189,6 +238,8 @@ async def _daily(
             resolved=counts[(RESOLVED, day)],
             p50_time_to_claim_seconds=medians.get((CLAIMED, day)),
             p50_time_to_resolve_seconds=medians.get((RESOLVED, day)),
+            expired=counts[(EXPIRED, day)],
+            **_step_columns(by_step, day),
         )
         for day in window.days()
     ]
@@ -198,9 +249,11 @@ async def _daily(
         claimed=totals[CLAIMED],
         resolved=totals[RESOLVED],
         cancelled=totals[CANCELLED],
+        expired=totals[EXPIRED],
         open=still_open,
     )
-    return summary, rows
+    steps = [schemas.StepCount(step=k, claimed=v) for k, v in sorted(step_totals.items())]
+    return summary, rows, steps
 
 
 async def _time_to_claim(
@@ -328,7 +381,7 @@ async def escalation_report(
     dialect = db.get_bind().dialect.name
     account_id = user.account_id
     await tune_for_report(db, dialect)
-    totals, by_day = await _daily(db, dialect, account_id, window)
+    totals, by_day, claimed_by_step = await _daily(db, dialect, account_id, window)
     time_to_claim = await _time_to_claim(db, dialect, account_id, window)
     by_claimer, by_escalator = await _people(db, account_id, window)
     backlog, backlog_total = await _backlog(db, account_id, now)
@@ -344,6 +397,7 @@ async def escalation_report(
         backlog_total=backlog_total,
         by_day=by_day,
         by_claimer=by_claimer,
+        claimed_by_step=claimed_by_step,
         by_escalator=by_escalator,
         sessions_created=sessions_created,
         sessions_escalated=sessions_escalated,

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lifeline.db import Base, UTCDateTime, new_id, utcnow
@@ -22,6 +22,8 @@ class HandoffStatus(enum.StrEnum):
     CLAIMED = "claimed"
     RESOLVED = "resolved"
     CANCELLED = "cancelled"
+    # Nobody picked it up before its policy's expire_after_minutes.
+    EXPIRED = "expired"
 
 
 ACTIVE_ESCALATION = text("intent = 'escalate' AND status IN ('open', 'claimed')")
@@ -60,6 +62,14 @@ class Handoff(Base):
     resolved_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    # When the escalation last (re)entered the queue; reminders count from here.
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # When the escalation last (re)entered the queue; its policy's minutes count from here.
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The account's escalation policy as it was when this was escalated (null for a park).
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # How many times it went back to the queue, and the last step fired since (1-based, 0 for
+    # none): a step's conditional write on these is what makes a racing claim win or lose.
+    policy_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    policy_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The last step that had fired when it was picked up (analytics).
+    claimed_step: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -25,6 +25,10 @@ from lifeline.handoffs.schemas import HandoffRead
 from lifeline.notifications import outbox
 from lifeline.notifications.models import DeliveryKind
 from lifeline.pagination import keyset, page
+from lifeline.policies import schedule
+from lifeline.policies import service as policies
+from lifeline.policies.schemas import EscalationPolicy, default_policy
+from lifeline.policies.timeline import StepRef, following
 from lifeline.realtime.events import AUDIENCE_ACCOUNT, audience_user, record_event
 
 log = logging.getLogger(__name__)
@@ -35,7 +39,7 @@ def handoff_data(handoff: Handoff) -> dict[str, Any]:
     return data
 
 
-async def _publish(db: AsyncSession, handoff: Handoff, type_: str) -> None:
+async def publish(db: AsyncSession, handoff: Handoff, type_: str) -> None:
     audience = (
         AUDIENCE_ACCOUNT if handoff.intent == Intent.ESCALATE else audience_user(handoff.created_by)
     )
@@ -48,7 +52,7 @@ async def _publish(db: AsyncSession, handoff: Handoff, type_: str) -> None:
     )
 
 
-async def _set_session(
+async def set_session(
     db: AsyncSession,
     session_id: str,
     status: SessionStatus,
@@ -78,7 +82,12 @@ async def create_handoff(
     if intent == Intent.PARK:
         await _refuse_park_over_live_work(db, session.id, actor)
     now = utcnow()
+    snapshot = None
+    if intent == Intent.ESCALATE:
+        policy = await policies.get_policy(db=db, account_id=session.account_id)
+        snapshot = policy.model_dump(mode="json")
     handoff = Handoff(
+        policy=snapshot,
         session_id=session.id,
         account_id=session.account_id,
         intent=intent,
@@ -107,12 +116,12 @@ async def create_handoff(
         raise Conflict("An escalation is already open or claimed for this session") from exc
 
     if intent == Intent.ESCALATE:
-        await _set_session(db, session.id, SessionStatus.ESCALATED, now)
-        await _publish(db, handoff, "handoff.escalated")
-        await outbox.enqueue_wave(db=db, handoff=handoff, kind=DeliveryKind.ESCALATED)
+        await set_session(db, session.id, SessionStatus.ESCALATED, now)
+        await publish(db, handoff, "handoff.escalated")
+        await _start_policy(db, handoff, DeliveryKind.ESCALATED)
     else:
         # Private: who parked it sees "parked", everyone else the status it had before.
-        await _set_session(
+        await set_session(
             db,
             session.id,
             SessionStatus.PARKED,
@@ -123,8 +132,56 @@ async def create_handoff(
                 else_=AISession.status,
             ),
         )
-        await _publish(db, handoff, "handoff.parked")
+        await publish(db, handoff, "handoff.parked")
     return handoff
+
+
+def policy_of(handoff: Handoff) -> EscalationPolicy:
+    """The policy this escalation was raised under (its snapshot)."""
+    if handoff.policy is None:
+        return default_policy()
+    return EscalationPolicy.model_validate(handoff.policy)
+
+
+async def _start_policy(
+    db: AsyncSession, handoff: Handoff, kind: DeliveryKind, exclude_user_id: str | None = None
+) -> None:
+    """From step 1, counted from ``queued_at``: a step due at once goes out with this
+    transaction (the escalation's own wave, or the release's), the rest is scheduled."""
+    policy = policy_of(handoff)
+    first = StepRef(0, 0)
+    next_ref: StepRef | None = first
+    if policy.steps[0].after_minutes == 0:
+        # The escalation's wave is one event; each release's a new one, numbered by round.
+        key = None
+        if kind != DeliveryKind.ESCALATED:
+            key = f"{handoff.id}:{kind}:{handoff.policy_round}"
+        await outbox.enqueue_wave(
+            db=db,
+            handoff=handoff,
+            kind=kind,
+            exclude_user_id=exclude_user_id,
+            step=policy.steps[0],
+            event_key=key,
+        )
+        handoff.policy_step = 1
+        next_ref = following(policy, first)
+    await schedule.follow_policy(
+        db=db,
+        handoff_id=handoff.id,
+        account_id=handoff.account_id,
+        policy=policy,
+        origin=handoff.queued_at,
+        next_ref=next_ref,
+        round_=handoff.policy_round,
+    )
+    await db.flush()
+
+
+async def leave_queue(db: AsyncSession, handoff: Handoff, reason: str) -> None:
+    """No more policy waves: the schedule goes, pending ones are skipped, in this transaction."""
+    await schedule.stop(db=db, handoff_id=handoff.id)
+    await outbox.skip_pending_policy_deliveries(db=db, handoff_id=handoff.id, reason=reason)
 
 
 async def _refuse_park_over_live_work(db: AsyncSession, session_id: str, actor: User) -> None:
@@ -280,13 +337,36 @@ async def claim_handoff(
         db,
         handoff,
         [Handoff.status == HandoffStatus.OPEN],
-        {"status": HandoffStatus.CLAIMED, "claimed_by": actor.id, "claimed_at": now},
+        {
+            "status": HandoffStatus.CLAIMED,
+            "claimed_by": actor.id,
+            "claimed_at": now,
+            "claimed_step": Handoff.policy_step,
+        },
     )
     if not won:
         raise await _not_open_conflict(db, handoff)
-    await _set_session(db, session_id, SessionStatus.CLAIMED, now, assigned_to=actor.id)
-    await _publish(db, handoff, "handoff.claimed")
+    await leave_queue(db, handoff, f"picked up by {actor.name} before it was sent")
+    await watch_claim(db, handoff, activity_at=now, reminded=False)
+    await set_session(db, session_id, SessionStatus.CLAIMED, now, assigned_to=actor.id)
+    await publish(db, handoff, "handoff.claimed")
     return handoff
+
+
+async def watch_claim(
+    db: AsyncSession, handoff: Handoff, *, activity_at: datetime, reminded: bool
+) -> None:
+    assert handoff.claimed_at is not None
+    await schedule.watch_claim(
+        db=db,
+        handoff_id=handoff.id,
+        account_id=handoff.account_id,
+        policy=policy_of(handoff),
+        claimed_at=handoff.claimed_at,
+        activity_at=activity_at,
+        reminded=reminded,
+        round_=handoff.policy_round,
+    )
 
 
 async def release_handoff(
@@ -304,7 +384,7 @@ async def release_handoff(
             raise Forbidden("Only the engineer who picked it up can release it")
         if holder is None:
             raise Conflict(f"This escalation is {handoff.status}", claimed_by=None)
-    if not await _requeue(db, handoff, holder, released_by=actor.id):
+    if not await requeue(db, handoff, holder, released_by=actor.id):
         raise Conflict(f"This escalation is {handoff.status}", claimed_by=None)
     if holder != actor.id:
         log.info(
@@ -318,10 +398,17 @@ async def release_handoff(
     return handoff
 
 
-async def _requeue(
-    db: AsyncSession, handoff: Handoff, claimer_id: str, *, released_by: str | None = None
+async def requeue(
+    db: AsyncSession,
+    handoff: Handoff,
+    claimer_id: str,
+    *,
+    released_by: str | None = None,
+    tell_claimer: bool = False,
 ) -> bool:
-    """Back to the queue if ``claimer_id`` still holds it: unassign, announce, re-notify."""
+    """Back to the queue if ``claimer_id`` still holds it: unassign, announce, and its policy
+    starts over from step 1. Whoever released it is left out of that wave (the claimer, or the
+    owner who released someone else's), and the claimer too unless ``tell_claimer``."""
     now = utcnow()
     won = await _conditional_update(
         db,
@@ -332,19 +419,21 @@ async def _requeue(
             "claimed_by": None,
             "claimed_at": None,
             "queued_at": now,
-            "reminded_at": None,
+            "policy_round": Handoff.policy_round + 1,
+            "policy_step": 0,
         },
     )
     if not won:
         return False
-    await _set_session(db, handoff.session_id, SessionStatus.ESCALATED, now, assigned_to=None)
-    await _publish(db, handoff, "handoff.released")
+    await leave_queue(db, handoff, "released before it was sent")
+    await set_session(db, handoff.session_id, SessionStatus.ESCALATED, now, assigned_to=None)
+    await publish(db, handoff, "handoff.released")
     # The one who let it go knows already: the wave is for the rest of the team.
-    await outbox.enqueue_wave(
-        db=db,
-        handoff=handoff,
-        kind=DeliveryKind.RELEASED,
-        exclude_user_id=released_by or claimer_id,
+    await _start_policy(
+        db,
+        handoff,
+        DeliveryKind.RELEASED,
+        exclude_user_id=None if tell_claimer else (released_by or claimer_id),
     )
     return True
 
@@ -360,7 +449,7 @@ async def release_claims_of(*, db: AsyncSession, user: User) -> list[Handoff]:
             )
         )
     ).all()
-    return [handoff for handoff in held if await _requeue(db, handoff, user.id)]
+    return [handoff for handoff in held if await requeue(db, handoff, user.id)]
 
 
 async def resolve_handoff(
@@ -394,8 +483,9 @@ async def resolve_handoff(
         session_status = SessionStatus.RESOLVED
     if not await _conditional_update(db, handoff, guard, values):
         raise Conflict(f"This handoff is {handoff.status}", claimed_by=None)
-    await _set_session(db, session_id, session_status, now)
-    await _publish(db, handoff, "handoff.resolved")
+    await leave_queue(db, handoff, f"resolved by {actor.name} before it was sent")
+    await set_session(db, session_id, session_status, now)
+    await publish(db, handoff, "handoff.resolved")
     return handoff
 
 
@@ -415,12 +505,13 @@ async def cancel_handoff(
     )
     if not won:
         raise Conflict(f"This handoff is {handoff.status}", claimed_by=None)
+    await leave_queue(db, handoff, f"cancelled by {actor.name} before it was sent")
     if handoff.intent == Intent.ESCALATE:
         # Withdrawn from the team: whoever had picked it up no longer holds the session.
-        await _set_session(db, session_id, SessionStatus.ACTIVE, now, assigned_to=None)
+        await set_session(db, session_id, SessionStatus.ACTIVE, now, assigned_to=None)
     else:
-        await _set_session(db, session_id, SessionStatus.ACTIVE, now)
-    await _publish(db, handoff, "handoff.cancelled")
+        await set_session(db, session_id, SessionStatus.ACTIVE, now)
+    await publish(db, handoff, "handoff.cancelled")
     return handoff
 
 

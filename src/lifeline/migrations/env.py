@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 
 from lifeline.db import create_engine
@@ -33,10 +35,24 @@ def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            broken = connection.execute(text("PRAGMA foreign_key_check")).fetchall()
+            if broken:
+                raise RuntimeError(f"migration left rows with broken references: {broken[:5]}")
+
+
+def _sqlite_foreign_keys_off(dbapi_connection: Any, _record: Any) -> None:
+    # A batch migration rebuilds a table (copy, drop, rename): with foreign keys enforced, the
+    # drop of a table that other rows reference fails. They are checked once at the end instead.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=OFF")
+    cursor.close()
 
 
 async def run_migrations_online() -> None:
     engine = create_engine(_url())
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_foreign_keys_off)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import CursorResult, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lifeline.notifications.models import Delivery, DeliveryStatus
+from lifeline.handoffs.models import Handoff, HandoffStatus
+from lifeline.notifications.models import GATED_KINDS, Delivery, DeliveryKind, DeliveryStatus
 
 # Core, for one executemany UPDATE of many outcomes.
 _table: Table = Delivery.__table__  # type: ignore[assignment]
@@ -186,3 +187,42 @@ async def fail_abandoned(
         .execution_options(synchronize_session=False)
     )
     return result.rowcount
+
+
+def is_gated(claimed: ClaimedDelivery) -> bool:
+    """A later policy wave: sent only while its rows are held against the handoff's
+    transitions (see ``hold_for_send``)."""
+    return claimed.kind in GATED_KINDS
+
+
+async def hold_for_send(*, db: AsyncSession, claimed: Sequence[ClaimedDelivery]) -> set[str]:
+    """Of these leased policy rows, lock those still worth sending until this transaction ends.
+
+    Still worth sending: pending, under this lease, and their handoff still where the wave
+    assumes it (open; claimed, for the claimer's reminder). The lock (PostgreSQL: the rows
+    ``FOR UPDATE``; SQLite: the write lock every transaction takes) makes a claim, release,
+    resolve, cancel or expiry that skips these rows wait until their sends are recorded, so
+    none of them is sent after such a transition committed.
+    """
+    if not claimed:
+        return set()
+    leases = {c.id: c.lease_token for c in claimed}
+    in_queue = (Delivery.kind != DeliveryKind.CLAIM_REMINDER) & (
+        Handoff.status == HandoffStatus.OPEN
+    )
+    still_claimed = (Delivery.kind == DeliveryKind.CLAIM_REMINDER) & (
+        Handoff.status == HandoffStatus.CLAIMED
+    )
+    query = (
+        select(Delivery.id, Delivery.lease_token)
+        .join(Handoff, Handoff.id == Delivery.handoff_id)
+        .where(
+            Delivery.id.in_(list(leases)),
+            Delivery.status == DeliveryStatus.PENDING,
+            in_queue | still_claimed,
+        )
+    )
+    if db.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=Delivery)
+    rows = (await db.execute(query)).all()
+    return {row.id for row in rows if leases[row.id] == row.lease_token}

@@ -24,13 +24,24 @@ MESSAGE_PREVIEW_CHARS = 1_000
 HEADLINES = {
     DeliveryKind.ESCALATED: "{escalator} escalated a session and needs a hand",
     DeliveryKind.REMINDER: "Still waiting: {escalator}'s escalation has not been picked up",
+    DeliveryKind.STEP: "Still waiting: {escalator}'s escalation has not been picked up",
     DeliveryKind.RELEASED: "Back in the queue: {escalator}'s escalation needs someone new",
+    DeliveryKind.CLAIM_REMINDER: "Still on it? You picked up {escalator}'s escalation a while ago",
+    DeliveryKind.EXPIRED: "Nobody picked up your escalation in time: it has expired",
 }
 SUBJECT_PREFIXES = {
     DeliveryKind.ESCALATED: "Escalated",
     DeliveryKind.REMINDER: "Reminder, still open",
+    DeliveryKind.STEP: "Reminder, still open",
     DeliveryKind.RELEASED: "Back in the queue",
+    DeliveryKind.CLAIM_REMINDER: "Still on it?",
+    DeliveryKind.EXPIRED: "Expired",
 }
+ACTIONS = {
+    DeliveryKind.CLAIM_REMINDER: "Open the session, and resolve or release it",
+    DeliveryKind.EXPIRED: "Open the session to escalate it again or carry on",
+}
+DEFAULT_ACTION = "Open the session and pick it up"
 
 
 @dataclass(frozen=True)
@@ -175,6 +186,7 @@ def render_email(wave: Wave) -> RenderedEmail:
     values = {
         "wave": wave,
         "headline": HEADLINES[wave.kind].format(escalator=wave.escalator_name),
+        "action": ACTIONS.get(wave.kind, DEFAULT_ACTION),
     }
     env = _templates()
     return RenderedEmail(

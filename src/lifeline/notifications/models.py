@@ -20,11 +20,35 @@ class Channel(enum.StrEnum):
 
 
 class DeliveryKind(enum.StrEnum):
+    # Waves of the escalation policy: step 1 at escalation, step 1 again after a release,
+    # every later step (and, before policies, the single reminder).
     ESCALATED = "escalated"
-    REMINDER = "reminder"
     RELEASED = "released"
     # A webhook or Slack delivery: it follows one real-time event, not a wave of the policy.
     EVENT = "event"
+    STEP = "step"
+    REMINDER = "reminder"
+    # To the claimer alone: "still on it?"
+    CLAIM_REMINDER = "claim_reminder"
+    # To the escalator: nobody picked it up in time.
+    EXPIRED = "expired"
+
+
+# The waves that come after the escalation's own: once a handoff leaves the queue (claimed,
+# resolved, cancelled, expired) none of these is sent any more. Pending ones are skipped in
+# that transaction, and the relay sends them only while holding their rows against it (see
+# ``claims.hold_for_send``). The escalation's first wave is the escalation itself, not a
+# further notification: it is delivered (and retried) whatever happens next, with the relay's
+# row-by-row outcome writes.
+POLICY_KINDS = frozenset(
+    {
+        DeliveryKind.RELEASED,
+        DeliveryKind.STEP,
+        DeliveryKind.REMINDER,
+        DeliveryKind.CLAIM_REMINDER,
+    }
+)
+GATED_KINDS = POLICY_KINDS
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -41,7 +65,7 @@ class Delivery(Base):
         Index("ix_deliveries_handoff", "handoff_id"),
         # The hourly email cap counts one account's recent email rows (migration 0004).
         Index("ix_deliveries_email_cap", "account_id", "channel", "created_at", "status"),
-        # A webhook endpoint's deliveries, newest first (migration 0008).
+        # A webhook endpoint's deliveries, newest first (migration 0007).
         Index("ix_deliveries_endpoint", "endpoint_id", "created_at"),
     )
 

@@ -9,9 +9,12 @@ handoff; only after commit does a ``DispatchDeliveries`` intent hand them to the
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import CursorResult, distinct, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lifeline import after_commit
@@ -19,7 +22,14 @@ from lifeline.accounts.models import SENIOR_ROLES, EmailPreference, User
 from lifeline.config import Settings
 from lifeline.db import utcnow
 from lifeline.handoffs.models import Handoff, Intent
-from lifeline.notifications.models import Channel, Delivery, DeliveryKind, DeliveryStatus
+from lifeline.notifications.models import (
+    POLICY_KINDS,
+    Channel,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+)
+from lifeline.policies.schemas import PolicyStep
 
 # The in-process dispatcher sends a wave right after commit; the relay's sweep leaves fresh rows
 # alone for this long so that it picks up only what the dispatcher never got to (a crash, a
@@ -76,12 +86,33 @@ async def escalation_recipients(
 ) -> list[User]:
     """Active engineers, admins and owners of the handoff's account, minus the escalator
     (and minus ``exclude_user_id``: whoever caused this wave needs no telling)."""
+    return await step_recipients(
+        db=db,
+        handoff=handoff,
+        roles=[str(r) for r in SENIOR_ROLES],
+        user_ids=[],
+        exclude_user_id=exclude_user_id,
+    )
+
+
+async def step_recipients(
+    *,
+    db: AsyncSession,
+    handoff: Handoff,
+    roles: Sequence[str],
+    user_ids: Sequence[str],
+    exclude_user_id: str | None = None,
+) -> list[User]:
+    """Active members of the handoff's account with one of ``roles`` or named in ``user_ids``;
+    never a viewer, never the escalator, never ``exclude_user_id``."""
     excluded = {handoff.created_by} | ({exclude_user_id} if exclude_user_id else set())
+    wanted = [r for r in roles if r in {str(x) for x in SENIOR_ROLES}]
     rows = await db.scalars(
         select(User)
         .where(
             User.account_id == handoff.account_id,
             User.role.in_([str(r) for r in SENIOR_ROLES]),
+            or_(User.role.in_(wanted), User.id.in_(list(user_ids))),
             User.deleted_at.is_(None),
             User.id.not_in(excluded),
         )
@@ -102,6 +133,11 @@ async def wave_event_key(*, db: AsyncSession, handoff: Handoff, kind: DeliveryKi
     return f"{handoff.id}:{kind}:{(earlier or 0) + 1}"
 
 
+def step_event_key(handoff_id: str, *, round_: int, loop: int, step_number: int) -> str:
+    """One firing of one policy step: the release round, the repeat and the step number."""
+    return f"{handoff_id}:step:{round_}.{loop}.{step_number}"
+
+
 def message_id_for(event_key: str, recipient_id: str) -> str:
     """Deterministic per event and recipient, so a resend after a crash is the same message."""
     digest = hashlib.sha256(f"{event_key}\n{recipient_id}".encode()).hexdigest()[:40]
@@ -110,6 +146,20 @@ def message_id_for(event_key: str, recipient_id: str) -> str:
 
 def dedupe_key_for(event_key: str, recipient_id: str, channel: Channel) -> str:
     return f"{event_key}:{recipient_id}:{channel}"
+
+
+@dataclass
+class EmailAllowance:
+    """An account's emails left this hour, counted once and spent by several waves (a
+    scheduler's batch) instead of counted again for each."""
+
+    account_id: str
+    left: int
+
+
+async def email_allowance(*, db: AsyncSession, account_id: str) -> EmailAllowance:
+    left = await emails_left_this_hour(db=db, account_id=account_id, now=utcnow())
+    return EmailAllowance(account_id, left)
 
 
 def _email_skip_reason(user: User, emails_left: int) -> str | None:
@@ -126,37 +176,80 @@ async def enqueue_wave(
     handoff: Handoff,
     kind: DeliveryKind,
     exclude_user_id: str | None = None,
+    step: PolicyStep | None = None,
+    event_key: str | None = None,
 ) -> list[Delivery]:
-    """Write one delivery row per recipient per channel for this wave of ``handoff``.
-
-    Parks notify nobody; ``exclude_user_id`` (the person whose action caused the wave, such as
-    a release) is left out. Email to someone whose preference is ``never``, or beyond the
-    account's hourly email cap, is written as ``skipped`` with why, so the audit trail shows
-    they were considered; push is never capped; ``offline_only`` is decided at send time,
-    when presence is known.
-    """
+    """One wave of ``handoff``: to ``step``'s people on its channels (by default every
+    engineer, admin and owner, push and email). Parks notify nobody; ``exclude_user_id`` (the
+    person whose action caused the wave, such as a release) is left out."""
     if handoff.intent != Intent.ESCALATE:
         return []
-    recipients = await escalation_recipients(
-        db=db, handoff=handoff, exclude_user_id=exclude_user_id
-    )
+    if step is None:
+        recipients = await escalation_recipients(
+            db=db, handoff=handoff, exclude_user_id=exclude_user_id
+        )
+        channels: Sequence[str] = (Channel.PUSH, Channel.EMAIL)
+    else:
+        recipients = await step_recipients(
+            db=db,
+            handoff=handoff,
+            roles=[str(r) for r in step.notify.roles],
+            user_ids=step.notify.users,
+            exclude_user_id=exclude_user_id,
+        )
+        channels = step.channels
     if not recipients:
         return []
-    event_key = await wave_event_key(db=db, handoff=handoff, kind=kind)
+    if event_key is None:
+        event_key = await wave_event_key(db=db, handoff=handoff, kind=kind)
+    return await write_wave(
+        db=db,
+        handoff_id=handoff.id,
+        account_id=handoff.account_id,
+        kind=kind,
+        event_key=event_key,
+        recipients=recipients,
+        channels=channels,
+    )
+
+
+async def write_wave(
+    *,
+    db: AsyncSession,
+    handoff_id: str,
+    account_id: str,
+    kind: DeliveryKind,
+    event_key: str,
+    recipients: Sequence[User],
+    channels: Sequence[str],
+    allowance: EmailAllowance | None = None,
+) -> list[Delivery]:
+    """Write one delivery row per recipient per channel; every wave goes through here.
+
+    Email to someone whose preference is ``never``, or beyond the account's hourly email cap,
+    is written as ``skipped`` with why, so the audit trail shows they were considered; push is
+    never capped; ``offline_only`` is decided at send time, when presence is known.
+    """
     now = utcnow()
-    emails_left = await emails_left_this_hour(db=db, account_id=handoff.account_id, now=now)
+    wanted = [c for c in (Channel.PUSH, Channel.EMAIL) if c in channels]
+    if Channel.EMAIL not in wanted:
+        emails_left = 0
+    elif allowance is not None:
+        emails_left = allowance.left
+    else:
+        emails_left = await emails_left_this_hour(db=db, account_id=account_id, now=now)
     rows: list[Delivery] = []
     for user in recipients:
         message_id = message_id_for(event_key, user.id)
         email_skipped = _email_skip_reason(user, emails_left)
-        if email_skipped is None:
+        if email_skipped is None and Channel.EMAIL in wanted:
             emails_left -= 1
-        for channel in (Channel.PUSH, Channel.EMAIL):
+        for channel in wanted:
             skipped = email_skipped if channel == Channel.EMAIL else None
             rows.append(
                 Delivery(
-                    handoff_id=handoff.id,
-                    account_id=handoff.account_id,
+                    handoff_id=handoff_id,
+                    account_id=account_id,
                     recipient_user_id=user.id,
                     channel=channel,
                     kind=kind,
@@ -170,9 +263,31 @@ async def enqueue_wave(
                     created_at=now,
                 )
             )
+    if allowance is not None and Channel.EMAIL in wanted:
+        allowance.left = emails_left
     db.add_all(rows)
     await db.flush()
     pending = tuple(r.id for r in rows if r.status == DeliveryStatus.PENDING)
     if pending:
         after_commit.record(db, after_commit.DispatchDeliveries(delivery_ids=pending))
     return rows
+
+
+async def skip_pending_policy_deliveries(*, db: AsyncSession, handoff_id: str, reason: str) -> int:
+    """Every policy notification of this handoff not yet sent never will be: ``reason`` says why.
+
+    Run in the transaction that takes the handoff out of the queue. A row a sender holds at
+    that moment is locked by it (see ``relay``): this waits for the send to finish, and then
+    leaves it as sent.
+    """
+    result: CursorResult[Any] = await db.execute(  # type: ignore[assignment]
+        update(Delivery)
+        .where(
+            Delivery.handoff_id == handoff_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.kind.in_([str(k) for k in POLICY_KINDS]),
+        )
+        .values(status=DeliveryStatus.SKIPPED, last_error=reason, lease_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount

@@ -22,7 +22,7 @@ from lifeline.notifications.channels.email import EmailChannel, send_bound
 from lifeline.notifications.channels.push import PushChannel
 from lifeline.notifications.outbox import configure_email_cap
 from lifeline.notifications.relay import DeliveryCounts, Relay
-from lifeline.notifications.reminders import send_due_reminders
+from lifeline.notifications.steps import StepCounts, run_due
 
 log = logging.getLogger(__name__)
 
@@ -57,23 +57,24 @@ def warn_about_configuration(ctx: AppContext) -> None:
 
 @dataclass(frozen=True)
 class SweepReport:
-    reminders: int
+    steps: StepCounts
     deliveries: DeliveryCounts
 
     def __str__(self) -> str:
-        return f"reminder waves={self.reminders}, {self.deliveries}"
+        return f"{self.steps}, {self.deliveries}"
 
 
 async def sweep_once(*, ctx: AppContext, relay: Relay, now: datetime | None = None) -> SweepReport:
-    """Reminder waves that are due, then every due outbox row.
+    """Escalation policy work that is due (steps, expiries, claim reminders, auto-releases),
+    then every due outbox row.
 
-    ``now`` moves the reminder clock only (tests travel in time with it); leases are always
+    ``now`` moves the scheduler's clock only (tests travel in time with it); leases are always
     judged by the real clock, or a traveller would see every live lease as expired.
     """
-    reminders = await send_due_reminders(
+    steps = await run_due(
         sessionmaker=ctx.sessionmaker, runner=ctx.after_commit, now=now or utcnow()
     )
-    return SweepReport(reminders=reminders, deliveries=await relay.sweep())
+    return SweepReport(steps=steps, deliveries=await relay.sweep())
 
 
 async def sweep_forever(*, ctx: AppContext, relay: Relay) -> None:
@@ -81,7 +82,7 @@ async def sweep_forever(*, ctx: AppContext, relay: Relay) -> None:
     while True:
         try:
             report = await sweep_once(ctx=ctx, relay=relay)
-            if report.reminders or report.deliveries.claimed or report.deliveries.abandoned:
+            if report.steps.total or report.deliveries.claimed or report.deliveries.abandoned:
                 log.info("notification sweep: %s", report)
         except Exception:
             log.exception("notification sweep failed")

@@ -215,6 +215,60 @@ class Relay:
     async def _send(
         self, claimed: list[ClaimedDelivery], *, lease_expires_at: datetime
     ) -> DeliveryCounts:
+        gated = [c for c in claimed if claims.is_gated(c)]
+        free = [c for c in claimed if not claims.is_gated(c)]
+        counts = DeliveryCounts()
+        if gated:
+            counts.add(await self._send_gated(gated, lease_expires_at=lease_expires_at))
+        if free:
+            counts.add(await self._send_free(free, lease_expires_at=lease_expires_at))
+        return counts
+
+    async def _send_gated(
+        self, claimed: list[ClaimedDelivery], *, lease_expires_at: datetime
+    ) -> DeliveryCounts:
+        """Later policy waves: sent and recorded inside one transaction that holds their rows,
+        so a claim (which skips them) either commits first and nothing is sent, or waits for
+        this. The price: their outcomes are written together once the slowest send is done,
+        and a crash before that resends the batch (with the same Message-IDs)."""
+        counts = DeliveryCounts(claimed=len(claimed))
+        start_by = lease_expires_at - send_bound(self._settings)
+        try:
+            async with self._sessionmaker() as db, db.begin():
+                held = await claims.hold_for_send(db=db, claimed=claimed)
+                notifications = await content.load_notifications(
+                    db=db,
+                    claimed=[c for c in claimed if c.id in held],
+                    base_url=self._settings.base_url,
+                )
+                outcomes = await asyncio.gather(
+                    *(self._deliver(n, start_by=start_by) for n in notifications)
+                )
+                written = await claims.record_outcomes(db=db, outcomes=outcomes)
+        except Exception:
+            # Leased and counted as an attempt: retried after the lease, dead-lettered at last.
+            log.exception("could not send %d policy deliveries", len(claimed))
+            return counts
+        # Skipped by the transition that took the handoff out of the queue, before we got them.
+        counts.skipped += len(claimed) - len(held)
+        self._tally(counts, outcomes)
+        counts.lease_lost = len(outcomes) - written
+        return counts
+
+    def _tally(self, counts: DeliveryCounts, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            if outcome.status == DeliveryStatus.SENT:
+                counts.sent += 1
+            elif outcome.status == DeliveryStatus.SKIPPED:
+                counts.skipped += 1
+            elif outcome.status == DeliveryStatus.FAILED:
+                counts.failed += 1
+            else:
+                counts.retrying += 1
+
+    async def _send_free(
+        self, claimed: list[ClaimedDelivery], *, lease_expires_at: datetime
+    ) -> DeliveryCounts:
         counts = DeliveryCounts(claimed=len(claimed))
         try:
             async with self._sessionmaker() as db, db.begin():
@@ -244,15 +298,7 @@ class Relay:
         finally:
             writer.close()
             await writing
-        for outcome in outcomes:
-            if outcome.status == DeliveryStatus.SENT:
-                counts.sent += 1
-            elif outcome.status == DeliveryStatus.SKIPPED:
-                counts.skipped += 1
-            elif outcome.status == DeliveryStatus.FAILED:
-                counts.failed += 1
-            else:
-                counts.retrying += 1
+        self._tally(counts, outcomes)
         counts.lease_lost = len(outcomes) - writer.written
         return counts
 

@@ -25,6 +25,7 @@ from lifeline.web import agent_views, views
 from lifeline.web.auth import FormPrincipal, WebPrincipal
 from lifeline.web.routing import Bounce, PageRoute, local_path
 from lifeline.web.templating import redirect, render
+from lifeline.web.timeline import escalation_timeline
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -207,11 +208,17 @@ async def session_page(
         if latest_escalation is not None
         else None
     )
+    timeline = (
+        await escalation_timeline(db=db, handoff=latest_escalation)
+        if latest_escalation is not None
+        else None
+    )
     return render(
         request,
         "session.html",
         page_context(
             principal,
+            timeline=timeline,
             session=sessions.seen_by(session, user),
             messages=messages,
             history=history,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline.accounts import passwords, schemas
@@ -12,6 +14,8 @@ from lifeline.accounts import service as accounts
 from lifeline.accounts.models import EmailPreference, Role, User
 from lifeline.deps import Principal, SessionDep
 from lifeline.errors import Conflict, Forbidden, Unprocessable
+from lifeline.policies import service as policies
+from lifeline.policies.schemas import EscalationPolicy
 from lifeline.web import views
 from lifeline.web.auth import FormPrincipal, WebPrincipal
 from lifeline.web.router import page_context
@@ -62,12 +66,17 @@ async def _render_settings(
     manager = views.is_manager(user)
     members = await _all_members(db, user.account_id) if manager else []
     roles = [r for r in Role if r != Role.OWNER or user.role == Role.OWNER]
+    policy = await policies.get_policy(db=db, account_id=user.account_id)
+    extra.setdefault("policy_json", json.dumps(policy.model_dump(mode="json"), indent=2))
     return render(
         request,
         "settings.html",
         page_context(
             principal,
             account=account,
+            policy=policy,
+            member_names=await views.member_names(db=db, account_id=user.account_id),
+            reminder_minutes=policies.reminder_minutes(policy),
             tokens=tokens,
             manager=manager,
             members=members,
@@ -160,12 +169,42 @@ async def set_reminders(
     reminder_minutes: Annotated[int, Form(ge=1, le=1440)],
 ) -> Response:
     require_manager(principal.user)
-    await accounts.update_account(
-        db=db, account_id=principal.user.account_id, name=None, reminder_minutes=reminder_minutes
+    await policies.set_reminder_minutes(
+        db=db,
+        account_id=principal.user.account_id,
+        actor_id=principal.user.id,
+        minutes=reminder_minutes,
     )
     return redirect(
         request, "/settings", notice=f"Reminders go out after {reminder_minutes} minutes."
     )
+
+
+@router.post("/settings/escalation-policy")
+async def set_policy(
+    request: Request,
+    db: SessionDep,
+    principal: FormPrincipal,
+    policy: Annotated[str, Form(max_length=20_000)],
+) -> Response:
+    """The whole policy as JSON (the API's shape); a refusal comes back with the text kept."""
+    require_manager(principal.user)
+    try:
+        parsed = EscalationPolicy.model_validate_json(policy)
+        await policies.put_policy(
+            db=db, account_id=principal.user.account_id, actor_id=principal.user.id, policy=parsed
+        )
+    except (ValidationError, Unprocessable) as exc:
+        if isinstance(exc, ValidationError):
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "policy"
+            message = f"{where}: {first['msg']}"
+        else:
+            message = exc.detail
+        return await _render_settings(
+            request, db, principal, status_code=422, policy_error=message, policy_json=policy
+        )
+    return redirect(request, "/settings#escalation-policy", notice="Escalation policy saved.")
 
 
 @router.post("/settings/members")

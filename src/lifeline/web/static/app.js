@@ -199,7 +199,8 @@
 
   // ---- the team queue ---------------------------------------------------------------------------
   const claims = new Map(); // handoff id -> claimer id, from handoff.claimed events
-  const farewells = { "handoff.resolved": "Resolved", "handoff.cancelled": "Withdrawn by the escalator" };
+  const farewells = { "handoff.resolved": "Resolved", "handoff.cancelled": "Withdrawn by the escalator",
+    "handoff.expired": "Expired: nobody picked it up in time" };
   const endings = new Map();
 
   function leave(card, text) {
@@ -346,7 +347,7 @@
 
   // ---- the event stream ------------------------------------------------------------------------------
   const TYPES = ["handoff.escalated", "handoff.claimed", "handoff.released", "handoff.resolved",
-    "handoff.cancelled", "handoff.parked", "session.message"];
+    "handoff.cancelled", "handoff.expired", "handoff.parked", "session.message"];
   const status = document.querySelector("[data-live-status]");
   function setLive(on, text) {
     if (!status) return;
