@@ -237,7 +237,7 @@ def run(*, host: str, port: int, smtp_port: int, seed_only: bool) -> None:
     typer.echo(f"Emails are caught by a local sink; signed in, see your team's at {base}/demo/mail")
     typer.echo("")
     junior_token = next(secret for person, _user, secret in rows if person.key == "junior")
-    typer.echo(f"Let Claude Code escalate as {PEOPLE[3].name} (the junior):")
+    typer.echo(f"Let Claude Code escalate as {PEOPLE[3].name} (an engineer):")
     typer.echo(f"  {claude_mcp_add_line(base, junior_token)}")
     typer.echo("")
     if seed_only:

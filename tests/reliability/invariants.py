@@ -118,7 +118,8 @@ def _check_waves(
             and u.role in {str(r) for r in SENIOR_ROLES}
             and u.deleted_at is None
             and u.id != handoff.created_by
-            for channel in Channel
+            # A person is told by push and email; webhooks and Slack follow events, not people.
+            for channel in (Channel.PUSH, Channel.EMAIL)
         }
         got = by_wave.get(f"{handoff.id}:{DeliveryKind.ESCALATED}", set())
         if got != expected:
