@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import sqlite3
+from contextlib import closing
 from datetime import timedelta
 
 import httpx
@@ -360,13 +363,27 @@ async def test_a_role_change_reconnects_with_the_new_view(
         assert (await as_engineer.next())["data"] == marker
 
 
+async def wait_pool_idle(ctx: AppContext) -> None:
+    """Until the server has handed back every database connection it has checked out."""
+    for _ in range(500):
+        if not ctx.engine.pool.checkedout():  # type: ignore[attr-defined]
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the server kept a database connection checked out for 10 s")
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_broken_database_at_connect_is_a_503_to_retry(
     live: str, http: httpx.AsyncClient, factory: Factory, ctx: AppContext, database_url: str
 ) -> None:
     team = await factory.team(senior="engineer")
     path = database_url.split("///", 1)[1]
+    await wait_pool_idle(ctx)
     await ctx.engine.dispose()
+    # Everything committed so far goes into the file itself, so that it travels with the file
+    # (the empty database would otherwise take over the write-ahead log holding the team).
+    with closing(sqlite3.connect(path)) as raw:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     os.replace(path, path + ".away")
     try:
         # The server finds no accounts at all (a new, empty database file): a fault, not a 500.
@@ -375,8 +392,12 @@ async def test_a_broken_database_at_connect_is_a_503_to_retry(
                 pass
         assert refused.value.response.status_code == 503
     finally:
-        await ctx.engine.dispose()
+        # Put the real file back before dropping the pool, and only once the server has returned
+        # every connection it opened on the empty file: a connection returned after the dispose
+        # would keep pointing at the empty file.
+        await wait_pool_idle(ctx)
         os.replace(path + ".away", path)
+        await ctx.engine.dispose()
     async with ws_stream(live, team["senior"]):
         await wait_connections(http, team["senior"], 1)
 
