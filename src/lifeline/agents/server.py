@@ -32,7 +32,7 @@ from lifeline.agents.schemas import (
     ReplyResult,
     TranscriptEntry,
 )
-from lifeline.agents.waits import PROGRESS_EVERY_SECONDS, clamp_timeout, wait_for
+from lifeline.agents.waits import PROGRESS_EVERY_SECONDS, News, clamp_timeout, wait_for
 from lifeline.ai_sessions.models import MessageRole
 from lifeline.ai_sessions.schemas import MAX_MESSAGE_LENGTH
 from lifeline.context import AppContext
@@ -220,11 +220,24 @@ def build_server(
         if first.status != "open":
             return first
 
-        async def check(elapsed: float) -> PickupResult | None:
-            async with reading(app_ctx) as db:
-                state = await service.pickup_state(
-                    db=db, user=user, handoff_id=handoff_id, waited_seconds=elapsed
+        async def check(elapsed: float, news: News) -> PickupResult | None:
+            if news is not None:
+                # Woken by events of the session: the handoff's own events carry its state.
+                return await service.pickup_from_events(
+                    engine=app_ctx.engine,
+                    sessionmaker=app_ctx.sessionmaker,
+                    handoff_id=handoff_id,
+                    events=news,
+                    waited_seconds=elapsed,
                 )
+            state = await service.pickup_recheck(
+                engine=app_ctx.engine,
+                sessionmaker=app_ctx.sessionmaker,
+                handoff_id=handoff_id,
+                waited_seconds=elapsed,
+            )
+            if state is None:  # gone since the wait began (its account was deleted)
+                raise ToolError("Handoff not found")
             return state if state.status != "open" else None
 
         result, waited = await wait_for(
@@ -262,7 +275,7 @@ def build_server(
         if first.messages or _over(first.status):
             return first
 
-        async def check(_elapsed: float) -> ReplyResult | None:
+        async def check(_elapsed: float, _news: News) -> ReplyResult | None:
             async with reading(app_ctx) as db:
                 state = await service.reply_state(
                     db=db, user=user, session_id=session_id, after_id=anchor

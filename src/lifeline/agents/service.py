@@ -6,8 +6,12 @@ token's, never an argument.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lifeline.accounts.models import SENIOR_ROLES, Role, User
 from lifeline.accounts.schemas import UserRef
@@ -150,6 +154,115 @@ async def pickup_state(
         status=handoff.status,
         claimed_by=await user_ref(db, handoff.claimed_by),
         answer=handoff.answer,
+        waited_seconds=round(waited_seconds, 3),
+    )
+
+
+class _Names:
+    """Claimers' names by user id, for a little while: a woken wait names who picked it up.
+
+    Keyed by user id (unique across accounts), filled only from reads of the handoff itself.
+    """
+
+    TTL_SECONDS = 60.0
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self._names: dict[str, tuple[str, float]] = {}
+
+    def get(self, user_id: str) -> str | None:
+        hit = self._names.get(user_id)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def remember(self, user_id: str, name: str) -> None:
+        if len(self._names) >= self.MAX:
+            self._names.clear()
+        self._names[user_id] = (name, time.monotonic() + self.TTL_SECONDS)
+
+
+_names = _Names()
+_OVER_OPEN = frozenset({"claimed", "resolved", "cancelled", "expired"})
+
+
+async def pickup_from_events(
+    *,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    handoff_id: str,
+    events: list[dict[str, Any]],
+    waited_seconds: float,
+) -> PickupResult | None:
+    """Where the handoff stands after the events that woke its wait; ``None`` while it is open.
+
+    The handoff's own events carry its state (the same body as the API's), in order, so the
+    latest one answers without a read; only a claimer whose name isn't known yet costs one.
+    """
+    latest: dict[str, Any] | None = None
+    for message in events:
+        data = message.get("data")
+        if isinstance(data, dict) and data.get("id") == handoff_id:
+            latest = data
+    if latest is None or latest.get("status") == "open":
+        return None
+    status = latest.get("status")
+    claimer_id = latest.get("claimed_by")
+    name = _names.get(claimer_id) if isinstance(claimer_id, str) else None
+    if status not in _OVER_OPEN or (claimer_id is not None and name is None):
+        return await pickup_recheck(
+            engine=engine,
+            sessionmaker=sessionmaker,
+            handoff_id=handoff_id,
+            waited_seconds=waited_seconds,
+        )
+    return PickupResult(
+        handoff_id=handoff_id,
+        status=status,
+        claimed_by=UserRef(id=claimer_id, name=name) if claimer_id and name else None,
+        answer=latest.get("answer"),
+        waited_seconds=round(waited_seconds, 3),
+    )
+
+
+async def pickup_recheck(
+    *,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    handoff_id: str,
+    waited_seconds: float,
+) -> PickupResult | None:
+    """A waiting agent's re-check, in one read: where the handoff stands now.
+
+    The caller's right to see the handoff was checked when the wait began (``pickup_state``);
+    this runs on every wake, so it reads one row with the claimer's name in one round trip,
+    outside a transaction on PostgreSQL. SQLite reads it in a session, since every
+    transaction there begins with a write lock.
+    """
+    statement = (
+        select(Handoff.id, Handoff.status, Handoff.answer, Handoff.claimed_by, User.name)
+        .outerjoin(User, User.id == Handoff.claimed_by)
+        .where(Handoff.id == handoff_id)
+    )
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            row = (await conn.execute(statement)).one_or_none()
+    else:
+        async with sessionmaker() as db:
+            row = (await db.execute(statement)).one_or_none()
+    if row is None:
+        return None
+    claimer = None
+    if row.claimed_by is not None:
+        claimer = UserRef(id=row.claimed_by, name=row.name or "a former member")
+        if row.name is not None:
+            _names.remember(row.claimed_by, row.name)
+    return PickupResult(
+        handoff_id=row.id,
+        status=row.status,
+        claimed_by=claimer,
+        answer=row.answer,
         waited_seconds=round(waited_seconds, 3),
     )
 

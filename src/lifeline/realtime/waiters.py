@@ -1,8 +1,9 @@
 """Long-polls waiting for news about one session (an agent's wait), woken by its events.
 
-A waiter holds no connection and no database session while it waits: just an
-``asyncio.Event`` that the hub sets when an event about the session reaches this process,
-from this process or another one through the broker.
+A waiter holds no connection and no database session while it waits: a :class:`Watch` that the
+hub hands each event about the session as it reaches this process, from this process or another
+one through the broker. The events themselves travel with the wake, so a waiter can often answer
+from them without reading the database again.
 """
 
 from __future__ import annotations
@@ -10,40 +11,71 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from lifeline.realtime.broker import EventNotice
 
 
+class Watch:
+    """What woke a waiter since it last looked: the events, or ``None`` for "look again"."""
+
+    __slots__ = ("_news", "woken")
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        self._news: list[dict[str, Any]] | None = []
+
+    def take(self) -> list[dict[str, Any]] | None:
+        """The events since the last take, or ``None`` when some may have been missed."""
+        news, self._news = self._news, []
+        self.woken.clear()
+        return news
+
+    def add(self, message: dict[str, Any]) -> None:
+        if self._news is not None:
+            self._news.append(message)
+        self.woken.set()
+
+    def lost(self) -> None:
+        self._news = None
+        self.woken.set()
+
+
 class Waiters:
     def __init__(self) -> None:
-        self._by_session: dict[str, set[asyncio.Event]] = {}
+        self._by_session: dict[str, set[Watch]] = {}
 
     @contextmanager
-    def watch(self, session_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever something happens to ``session_id`` while the block runs."""
-        wake = asyncio.Event()
+    def watch(self, session_id: str) -> Iterator[Watch]:
+        """Collects what happens to ``session_id`` while the block runs."""
+        watch = Watch()
         members = self._by_session.setdefault(session_id, set())
-        members.add(wake)
+        members.add(watch)
         try:
-            yield wake
+            yield watch
         finally:
-            members.discard(wake)
+            members.discard(watch)
             if not members:
                 self._by_session.pop(session_id, None)
 
-    def notify(self, notice: EventNotice) -> None:
+    def notify(self, notice: EventNotice) -> bool:
+        """Hand the event to whoever waits on its session; → whether anyone did."""
         data = notice.message.get("data")
         session_id = data.get("session_id") if isinstance(data, dict) else None
         if session_id is None:
-            return
-        for wake in tuple(self._by_session.get(session_id, ())):
-            wake.set()
+            return False
+        members = self._by_session.get(session_id)
+        if not members:
+            return False
+        for watch in tuple(members):
+            watch.add(notice.message)
+        return True
 
     def wake_all(self) -> None:
         """Events may have been missed (the broker was away): everyone looks again."""
         for members in tuple(self._by_session.values()):
-            for wake in tuple(members):
-                wake.set()
+            for watch in tuple(members):
+                watch.lost()
 
     def __len__(self) -> int:
         return sum(len(members) for members in self._by_session.values())
