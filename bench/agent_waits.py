@@ -137,7 +137,9 @@ async def run(base: str, pid: int, agents: int, junior: str, senior: str) -> dic
         shared = httpx2.AsyncClient(
             headers={"Authorization": f"Bearer {junior}"},
             timeout=httpx2.Timeout(60, read=120),
-            limits=httpx2.Limits(max_connections=agents + 50, max_keepalive_connections=agents),
+            limits=httpx2.Limits(
+                max_connections=2 * agents + 50, max_keepalive_connections=2 * agents
+            ),
         )
         waits: dict[str, float] = {}
         statuses: dict[str, str] = {}
@@ -145,26 +147,54 @@ async def run(base: str, pid: int, agents: int, junior: str, senior: str) -> dic
         started = 0
         go = asyncio.Event()
 
+        opening = asyncio.Semaphore(32)  # agents start a few at a time, as a team's would
+
+        retries = 0
+
         async def agent(handoff: dict[str, Any]) -> None:
-            nonlocal started
-            async with Client(streamable_http_client(base + "/mcp/", http_client=shared)) as c:
-                started += 1
-                if started == agents:
-                    all_waiting.set()
-                await go.wait()
-                while True:
-                    result = await c.call_tool(
-                        "wait_for_pickup", {"handoff_id": handoff["id"], "timeout_seconds": 50}
-                    )
-                    received = time.time()
-                    state = result.structured_content or {}
-                    if state.get("status") != "open":
-                        waits[handoff["id"]] = received
-                        statuses[handoff["id"]] = str(state.get("status"))
-                        return
+            nonlocal started, retries
+            await opening.acquire()
+            first = True
+            while True:
+                try:
+                    async with Client(
+                        streamable_http_client(base + "/mcp/", http_client=shared)
+                    ) as c:
+                        if first:
+                            first = False
+                            opening.release()
+                            started += 1
+                            if started % 100 == 0:
+                                say(f"  {started} agents connected")
+                            if started == agents:
+                                all_waiting.set()
+                            await go.wait()
+                        while True:
+                            result = await c.call_tool(
+                                "wait_for_pickup",
+                                {"handoff_id": handoff["id"], "timeout_seconds": 50},
+                            )
+                            received = time.time()
+                            state = result.structured_content or {}
+                            if state.get("status") != "open":
+                                waits[handoff["id"]] = received
+                                statuses[handoff["id"]] = str(state.get("status"))
+                                return
+                except Exception:
+                    # A dropped connection ends the client; an agent calls the wait again.
+                    if first:
+                        raise
+                    retries += 1
 
         agent_tasks = [asyncio.create_task(agent(h)) for h in handoffs]
-        await asyncio.wait_for(all_waiting.wait(), 600)
+        everyone = asyncio.create_task(all_waiting.wait())
+        done, _ = await asyncio.wait(
+            [everyone, *agent_tasks], timeout=600, return_when="FIRST_COMPLETED"
+        )
+        for task in done:
+            task.result()  # an agent that failed to start says why
+        if not all_waiting.is_set():
+            raise SystemExit(f"only {started} of {agents} agents started within 600 s")
         go.set()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -182,12 +212,15 @@ async def run(base: str, pid: int, agents: int, junior: str, senior: str) -> dic
         say(f"claiming {agents} escalations, one after another")
         claimed_at: dict[str, float] = {}
         claim_started = time.monotonic()
-        for h in handoffs:
-            r = await http.post(
-                f"{API}/ai-sessions/{h['session_id']}/handoffs/{h['id']}/claim",
-                headers={"Authorization": f"Bearer {senior}"},
-            )
-            claimed_at[h["id"]] = parse_time(r.json()["claimed_at"])
+        # A client of its own: the first one's idle connections were closed by the server's
+        # keep-alive timeout while the agents started.
+        async with httpx.AsyncClient(base_url=base, timeout=60) as claims:
+            for h in handoffs:
+                r = await claims.post(
+                    f"{API}/ai-sessions/{h['session_id']}/handoffs/{h['id']}/claim",
+                    headers={"Authorization": f"Bearer {senior}"},
+                )
+                claimed_at[h["id"]] = parse_time(r.json()["claimed_at"])
         claim_seconds = time.monotonic() - claim_started
         await asyncio.wait_for(asyncio.gather(*agent_tasks), 120)
         await asyncio.sleep(2)
@@ -208,6 +241,7 @@ async def run(base: str, pid: int, agents: int, junior: str, senior: str) -> dic
         "push_p99": quantile(push_ms, 0.99),
         "push_samples": len(push_ms),
         "claimed": sum(1 for s in statuses.values() if s == "claimed"),
+        "retries": retries,
         "rss_before": rss_before,
         "rss_waiting": rss_waiting,
         "kib_per_agent": (rss_waiting - rss_before) * 1024 / agents,
@@ -254,7 +288,8 @@ def main() -> None:
                     proc.kill()
     say("")
     say(
-        f"agents waiting: {r['agents']} (claimed: {r['claimed']}),"
+        f"agents waiting: {r['agents']} (claimed: {r['claimed']}, waits called again after a"
+        f" dropped connection: {r['retries']}),"
         f" claims {r['claims_per_second']:.0f}/s"
     )
     say(f"wait_for_pickup  p50 {r['wait_p50']:.1f} ms  p99 {r['wait_p99']:.1f} ms")
