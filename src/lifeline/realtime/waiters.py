@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from lifeline.realtime.broker import EventNotice
+from lifeline.after_commit import PublishEvent
 
 
 class Waiters:
@@ -31,7 +31,7 @@ class Waiters:
             if not members:
                 self._by_session.pop(session_id, None)
 
-    def notify(self, notice: EventNotice) -> None:
+    def notify(self, notice: PublishEvent) -> None:
         data = notice.message.get("data")
         session_id = data.get("session_id") if isinstance(data, dict) else None
         if session_id is None:
