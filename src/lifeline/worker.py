@@ -16,6 +16,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from lifeline import idempotency
+from lifeline.after_commit import DropConnections, PublishEvent
 from lifeline.config import Settings
 from lifeline.context import AppContext
 from lifeline.db import run_unit_of_work
@@ -50,6 +51,9 @@ async def run(settings: Settings, *, once: bool = False) -> None:
         closers.append(await realtime_plugin(FastAPI(), ctx))
     else:
         log.info("no LIFELINE_REDIS_URL: this worker sees no live connections (push = offline)")
+        covered = "the event log, replayed when a stream reconnects"
+        ctx.after_commit.leave(PublishEvent, covered_by=covered)
+        ctx.after_commit.leave(DropConnections, covered_by="the servers' credential check")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -32,44 +32,23 @@ def test_role_predicates() -> None:
     assert [is_manager(r) for r in Role] == [True, True, False, False]
 
 
+async def _invite(db: AsyncSession, by: Person, email: str, role: Role) -> tuple[User, str]:
+    actor = await _user(db, by)
+    return await accounts.invite_user(
+        db=db, actor=actor, email=email, name=None, role=role, password=None
+    )
+
+
 async def test_who_may_invite_and_make_owners(ctx: AppContext, team: Team) -> None:
     async with unit_of_work(ctx.sessionmaker, ctx.after_commit) as db:
         with pytest.raises(Forbidden, match="Admin or owner access required"):
-            await accounts.invite_user(
-                db=db,
-                actor=await _user(db, team["engineer"]),
-                email="new@example.com",
-                name=None,
-                role=Role.VIEWER,
-                password=None,
-            )
+            await _invite(db, team["engineer"], "new@example.com", Role.VIEWER)
         with pytest.raises(Forbidden, match="Only an owner"):
-            await accounts.invite_user(
-                db=db,
-                actor=await _user(db, team["admin"]),
-                email="boss@example.com",
-                name=None,
-                role=Role.OWNER,
-                password=None,
-            )
-        user, secret = await accounts.invite_user(
-            db=db,
-            actor=await _user(db, team["admin"]),
-            email="New@Example.com",
-            name=None,
-            role=Role.ENGINEER,
-            password=None,
-        )
+            await _invite(db, team["admin"], "boss@example.com", Role.OWNER)
+        user, secret = await _invite(db, team["admin"], "New@Example.com", Role.ENGINEER)
         assert user.email == "new@example.com" and secret
         with pytest.raises(Conflict):
-            await accounts.invite_user(
-                db=db,
-                actor=await _user(db, team["admin"]),
-                email="new@example.com",
-                name=None,
-                role=Role.VIEWER,
-                password=None,
-            )
+            await _invite(db, team["admin"], "new@example.com", Role.VIEWER)
 
 
 async def test_the_last_owner_stays_and_nobody_removes_themselves(
