@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 
-from lifeline.after_commit import Intent, PublishEvent
+from lifeline.after_commit import PublishEvent, SideEffect
 from lifeline.app import create_app, default_plugins
 from lifeline.context import AppContext
 from lifeline.realtime.plugin import realtime_plugin
@@ -22,7 +22,7 @@ async def commit_clock(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[
     stamps: dict[str, float] = {}
     hand_over = ctx.after_commit.run
 
-    def run(intents: list[Intent]) -> None:
+    def run(intents: list[SideEffect]) -> None:
         now = time.time()
         for intent in intents:
             if isinstance(intent, PublishEvent):

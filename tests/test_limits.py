@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from lifeline.ai_sessions.schemas import MAX_MESSAGE_LENGTH
+from lifeline.context import AppContext
 from lifeline.handoffs.schemas import MAX_NOTE_LENGTH
 from tests.support.factories import Factory, new_session
 
@@ -79,3 +81,16 @@ async def test_a_nul_in_the_url_is_a_400(client: httpx.AsyncClient, factory: Fac
         "/api/v1/ai-sessions", params={"status": "a\x00"}, headers=team.owner.headers
     )
     assert query.status_code == 400
+
+
+async def test_the_page_size_limit_is_the_configured_one(
+    client: httpx.AsyncClient, ctx: AppContext, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ctx, "settings", ctx.settings.model_copy(update={"max_page_size": 10}))
+    team = await factory.team(junior="engineer")
+    headers = team["junior"].headers
+    too_many = await client.get("/api/v1/ai-sessions", params={"limit": 11}, headers=headers)
+    assert too_many.status_code == 422 and _fields(too_many) == {"limit"}
+    assert "10" in too_many.json()["detail"][0]["msg"]
+    most = await client.get("/api/v1/ai-sessions", params={"limit": 10}, headers=headers)
+    assert most.status_code == 200

@@ -22,7 +22,7 @@ from lifeline import after_commit
 from lifeline.app import create_app
 from lifeline.config import Settings
 from lifeline.context import AppContext
-from lifeline.logging import HumanFormatter, JsonFormatter, RequestContextFilter, request_id_var
+from lifeline.logs import HumanFormatter, JsonFormatter, RequestContextFilter, request_id_var
 from tests.support.factories import Factory, new_session
 from tests.support.live import free_port, live_process, server_env
 

@@ -22,6 +22,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
 from lifeline import migrate
+from lifeline.ai_sessions.models import AISession
 from lifeline.db import create_engine, create_sessionmaker
 from lifeline.models import Base
 from lifeline.policies import service as policies
@@ -178,3 +179,25 @@ def test_existing_accounts_and_escalations_move_onto_the_default_policy(fresh_ur
         # Claimed: the "still on it?" reminder.
         ids["claimed"]: ("claimed", 0, queued + timedelta(minutes=240)),
     }
+
+
+async def _escalated_at(url: str, session_ids: list[str]) -> dict[str, Any]:
+    engine = create_engine(url)
+    try:
+        async with create_sessionmaker(engine)() as db:
+            rows = await db.execute(
+                select(AISession.id, AISession.escalated_at).where(AISession.id.in_(session_ids))
+            )
+            return {session_id: at for session_id, at in rows}
+    finally:
+        await engine.dispose()
+
+
+def test_sessions_escalated_before_0009_remember_when(fresh_url: str) -> None:
+    migrate.upgrade(fresh_url, "0004")
+    ids = asyncio.run(_seed_before_policies(fresh_url))
+    migrate.upgrade(fresh_url)
+
+    queued = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    sessions = [ids["s1"], ids["s2"], ids["s3"]]
+    assert asyncio.run(_escalated_at(fresh_url, sessions)) == dict.fromkeys(sessions, queued)

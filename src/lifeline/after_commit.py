@@ -1,8 +1,12 @@
-"""Intents recorded inside a transaction and run only after it commits.
+"""Side effects recorded inside a transaction and run only after it commits.
 
 Services never send anything themselves: they record what should happen once their writes are
-durable (``record(session, PublishEvent(...))``). The unit of work hands the intents to an
+durable (``record(session, PublishEvent(...))``). The unit of work hands the side effects to an
 :class:`AfterCommitRunner` after a successful commit and drops them on rollback.
+
+Each side effect has one type, defined here (the lowest module that records it); its handler
+registers for it from above (``realtime``, ``notifications``, ``integrations``) and carries the
+same object on: the real-time broker sends a :class:`PublishEvent` between processes as is.
 """
 
 from __future__ import annotations
@@ -36,12 +40,16 @@ class DeliverToIntegrations:
 
 @dataclass(frozen=True)
 class PublishEvent:
-    """Push this durable event (already in the event log) to live connections."""
+    """Push this durable event (already in the event log) to live connections: the wire
+    message and who may see it."""
 
-    event_id: int
     account_id: str
     audience: str
     message: dict[str, Any]
+
+    @property
+    def event_id(self) -> int:
+        return int(self.message["id"])
 
 
 @dataclass(frozen=True)
@@ -53,17 +61,17 @@ class DropConnections:
     web_session_id: str | None = None
 
 
-Intent = DispatchDeliveries | DeliverToIntegrations | PublishEvent | DropConnections
+SideEffect = DispatchDeliveries | DeliverToIntegrations | PublishEvent | DropConnections
 Handler = Callable[[Any], Awaitable[None]]
 
 
-def record(session: AsyncSession, intent: Intent) -> None:
-    session.info.setdefault(_KEY, []).append(intent)
+def record(session: AsyncSession, effect: SideEffect) -> None:
+    session.info.setdefault(_KEY, []).append(effect)
 
 
-def take(session: AsyncSession) -> list[Intent]:
-    intents: list[Intent] = session.info.pop(_KEY, [])
-    return intents
+def take(session: AsyncSession) -> list[SideEffect]:
+    effects: list[SideEffect] = session.info.pop(_KEY, [])
+    return effects
 
 
 def discard(session: AsyncSession) -> None:
@@ -98,27 +106,39 @@ class TaskSet:
 
 
 class AfterCommitRunner:
-    """Maps each kind of intent to the handler that carries it out, off the request path."""
+    """Maps each kind of side effect to the handler that carries it out, off the request path."""
 
     def __init__(self, tasks: TaskSet) -> None:
         self.tasks = tasks
         self._handlers: dict[type[Any], Handler] = {}
 
-    def register(self, intent_type: type[Any], handler: Handler) -> None:
-        self._handlers[intent_type] = handler
+    def register(self, effect_type: type[Any], handler: Handler) -> None:
+        self._handlers[effect_type] = handler
 
-    def run(self, intents: list[Intent]) -> None:
-        for intent in intents:
-            handler = self._handlers.get(type(intent))
+    def leave(self, effect_type: type[Any], *, covered_by: str) -> None:
+        """This process deliberately doesn't carry ``effect_type`` out: ``covered_by`` does."""
+
+        async def covered(_effect: Any) -> None:
+            log.debug("%s left to %s", effect_type.__name__, covered_by)
+
+        self._handlers[effect_type] = covered
+
+    def run(self, effects: list[SideEffect]) -> None:
+        for effect in effects:
+            handler = self._handlers.get(type(effect))
             if handler is None:
-                log.debug("no handler for %s; the durable record covers it", type(intent).__name__)
+                # Outbox rows are swept later, but a live push or a dropped connection is not:
+                # a process that records one without a handler is misconfigured.
+                log.warning(
+                    "no handler for after-commit %s: not carried out", type(effect).__name__
+                )
                 continue
-            self.tasks.spawn(self._guarded(handler, intent), name=type(intent).__name__)
+            self.tasks.spawn(self._guarded(handler, effect), name=type(effect).__name__)
 
     @staticmethod
-    async def _guarded(handler: Handler, intent: Intent) -> None:
+    async def _guarded(handler: Handler, effect: SideEffect) -> None:
         # Advisory side effects never raise into anything: the committed work stands.
         try:
-            await handler(intent)
+            await handler(effect)
         except Exception:
-            log.exception("after-commit %s failed", type(intent).__name__)
+            log.exception("after-commit %s failed", type(effect).__name__)

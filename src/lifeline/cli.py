@@ -5,26 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lifeline import logging as lifeline_logging
-from lifeline import migrate
-from lifeline.accounts import passwords
+from lifeline import logs, migrate
+from lifeline.accounts import passwords, sign_in
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import Account, Role, User
-from lifeline.after_commit import AfterCommitRunner, TaskSet
+from lifeline.after_commit import (
+    AfterCommitRunner,
+    DeliverToIntegrations,
+    DispatchDeliveries,
+    DropConnections,
+    PublishEvent,
+    TaskSet,
+)
 from lifeline.agents import cli as agents_cli
 from lifeline.config import Settings, get_settings
-from lifeline.db import create_engine, create_sessionmaker, unit_of_work
+from lifeline.db import create_engine, create_sessionmaker, run_unit_of_work
 from lifeline.errors import LifelineError
 from lifeline.realtime import drops as realtime_drops
-from lifeline.web import sessions as web_sessions
 
 # Plain help (click's layout): typer's rich panels print a flag such as --json as "--json <bool>",
 # as if it took a value.
@@ -49,7 +53,7 @@ T = TypeVar("T")
 @app.callback()
 def _configure_logging() -> None:
     """Every command logs the same way: JSON lines unless stderr is a terminal."""
-    lifeline_logging.configure_logging()
+    logs.configure_logging()
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -80,18 +84,24 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-@asynccontextmanager
-async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
+async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """One unit of work (run again on a deadlock or serialization failure), then its side
+    effects, before the command exits."""
     engine = create_engine(settings.database_url)
     tasks = TaskSet()
     runner = AfterCommitRunner(tasks)
     # Live connections to close (a password set, say) are in the servers' memory: with Redis
     # they hear it at once; without, they notice on their next heartbeat's credential check.
     closers = [realtime_drops.register(runner, settings)] if settings.redis_url else []
+    if not settings.redis_url:
+        runner.leave(DropConnections, covered_by="the servers' heartbeat credential check")
+    runner.leave(PublishEvent, covered_by="the event log, replayed when a stream reconnects")
+    runner.leave(DispatchDeliveries, covered_by="the worker's outbox sweep")
+    runner.leave(DeliverToIntegrations, covered_by="the worker's integrations sweep")
     try:
-        async with unit_of_work(create_sessionmaker(engine), runner) as session:
-            yield session
+        result = await run_unit_of_work(create_sessionmaker(engine), runner, work)
         await tasks.drain()
+        return result
     finally:
         for close in closers:
             await close()
@@ -101,12 +111,8 @@ async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
 def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run one unit of work against the configured database; domain errors exit 1."""
 
-    async def main() -> T:
-        async with _transaction(_settings()) as session:
-            return await work(session)
-
     try:
-        return asyncio.run(main())
+        return asyncio.run(_in_transaction(_settings(), work))
     except LifelineError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from exc
@@ -290,7 +296,7 @@ def user_set_password(
     assert new_password is not None
 
     async def work(db: AsyncSession) -> User:
-        return await web_sessions.set_password(db=db, email=email, password=new_password)
+        return await sign_in.set_password(db=db, email=email, password=new_password)
 
     user = _run(work)
     typer.echo(f"password set for {user.email}; their web sessions were signed out", err=True)
@@ -341,8 +347,8 @@ def serve(
         workers=workers,
         proxy_headers=True,
         # Applied by uvicorn in every server process it starts, so --workers N log alike.
-        log_config=lifeline_logging.logging_config(
-            json_lines=lifeline_logging.wants_json(settings.log_json), level=settings.log_level
+        log_config=logs.logging_config(
+            json_lines=logs.wants_json(settings.log_json), level=settings.log_level
         ),
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),

@@ -89,10 +89,6 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def smtp_configured(self) -> bool:
         return bool(self.smtp_host)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
@@ -20,6 +23,9 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from lifeline import after_commit
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -124,9 +130,9 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 async def unit_of_work(
     sessionmaker: async_sessionmaker[AsyncSession], runner: after_commit.AfterCommitRunner
 ) -> AsyncIterator[AsyncSession]:
-    """One transaction: commit on success, roll back on error, then run its after-commit intents.
+    """One transaction: commit on success, roll back on error, then run its side effects.
 
-    Intents recorded during a transaction that rolls back are dropped, so nothing is sent about
+    Side effects recorded during a transaction that rolls back are dropped, so nothing is sent about
     work that never happened.
     """
     async with sessionmaker() as session:
@@ -137,5 +143,36 @@ async def unit_of_work(
             after_commit.discard(session)
             await session.rollback()
             raise
-        intents = after_commit.take(session)
-    runner.run(intents)
+        effects = after_commit.take(session)
+    runner.run(effects)
+
+
+async def run_unit_of_work(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    runner: after_commit.AfterCommitRunner,
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    attempts: int = TRANSACTION_ATTEMPTS,
+) -> T:
+    """``work`` in one :func:`unit_of_work`, run again from the start (a bounded number of
+    times, after a short random pause) when the database aborted it for a deadlock or a
+    serialization failure: it was rolled back whole and its side effects dropped.
+
+    For the worker and the command line; an HTTP request's unit of work is a dependency that
+    can't re-run its route, so ``middleware.RetryTransientMiddleware`` re-runs the request.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with unit_of_work(sessionmaker, runner) as session:
+                return await work(session)
+        except Exception as exc:
+            if attempt == attempts or not transient_conflict(exc):
+                raise
+            log.info(
+                "transaction conflict (%s), running it again (attempt %d of %d)",
+                getattr(exc, "orig", exc),
+                attempt + 1,
+                attempts,
+            )
+            await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
+    raise AssertionError("unreachable")

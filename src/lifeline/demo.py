@@ -13,8 +13,7 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lifeline import logging as lifeline_logging
-from lifeline import migrate
+from lifeline import logs, migrate
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import Account, Role, User
 from lifeline.after_commit import AfterCommitRunner, TaskSet
@@ -130,6 +129,7 @@ async def _seed(db: AsyncSession) -> dict[str, User]:
                 status=SessionStatus.RESOLVED,
                 created_at=created,
                 updated_at=created,
+                escalated_at=created,
             )
             db.add(session)
             await db.flush()
@@ -243,9 +243,7 @@ def run(*, host: str, port: int, smtp_port: int, seed_only: bool) -> None:
     if seed_only:
         return
     # A person watches this terminal: readable lines, unless JSON is asked for explicitly.
-    lifeline_logging.configure_logging(
-        json_lines=lifeline_logging.env_bool("LIFELINE_LOG_JSON") or False, demo=True
-    )
+    logs.configure_logging(json_lines=logs.env_bool("LIFELINE_LOG_JSON") or False, demo=True)
     _echo(f"[3/3] serving on {base} with a mail sink on 127.0.0.1:{smtp_port}")
     from lifeline.mailsink import MailSink
 

@@ -1,16 +1,23 @@
-"""FastAPI dependencies: the request's unit of work, the caller, and role gates."""
+"""FastAPI dependencies: the request's unit of work, the caller, and role gates.
+
+:func:`authenticate` is the one way in for every connection: API requests, the pages' cookie
+requests, and live streams (SSE and WebSocket).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from lifeline.accounts import service as accounts
-from lifeline.accounts.models import MANAGER_ROLES, SENIOR_ROLES, Role, User
+from lifeline.accounts.models import User, is_manager, is_senior
 from lifeline.context import AppContext
 from lifeline.db import unit_of_work
 from lifeline.errors import Forbidden, Unauthorized
@@ -18,6 +25,7 @@ from lifeline.errors import Forbidden, Unauthorized
 SESSION_COOKIE = "lifeline_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 def get_context(request: Request) -> AppContext:
@@ -46,8 +54,8 @@ class Principal:
     csrf_token: str | None = None
 
 
-def bearer_secret(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+def bearer_secret(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization")
     if not header:
         return None
     scheme, _, secret = header.partition(" ")
@@ -56,17 +64,55 @@ def bearer_secret(request: Request) -> str | None:
     return secret.strip()
 
 
-async def authenticate(request: Request, db: AsyncSession) -> Principal:
-    """Bearer token first, else the web session cookie (unsafe methods need the CSRF header)."""
-    secret = bearer_secret(request)
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` as browsers write it in ``Origin`` (default port left out)."""
+    parts = urlsplit(url.strip())
+    scheme = (parts.scheme or "http").lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or port == DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def same_origin(conn: HTTPConnection, base_url: str) -> bool:
+    origin = conn.headers.get("origin")
+    if origin is not None:
+        try:
+            return origin != "null" and origin_of(origin) == origin_of(base_url)
+        except ValueError:  # "http://host:99999", "http://[::1": no origin of ours
+            return False
+    # No Origin: only a same-origin, non-WebSocket browser request (EventSource) omits it.
+    return conn.scope["type"] == "http" and conn.headers.get("sec-fetch-site") == "same-origin"
+
+
+async def authenticate(
+    conn: HTTPConnection, db: AsyncSession, *, stream_origin: str | None = None
+) -> Principal:
+    """Bearer token first, else the web session cookie.
+
+    With the cookie, a request that changes something needs the CSRF header. A live stream
+    (``stream_origin``: the app's own base URL) has no such header to send, and a browser
+    attaches cookies to a WebSocket handshake whatever page opened it, so a cookie alone would
+    let any site read a signed-in user's stream: with the cookie its ``Origin`` must be the
+    app's own (an ``EventSource`` on the same origin sends none, and is recognised by
+    ``Sec-Fetch-Site: same-origin`` instead).
+    """
+    secret = bearer_secret(conn)
     if secret is not None:
         user, token = await accounts.authenticate_token(db=db, secret=secret)
         return Principal(user=user, token_id=token.id)
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = conn.cookies.get(SESSION_COOKIE)
     if cookie:
+        if stream_origin is not None and not same_origin(conn, stream_origin):
+            raise Forbidden("Origin not allowed: the session cookie works from this app only")
         user, web_session = await accounts.authenticate_web_session(db=db, secret=cookie)
-        if request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != (
-            web_session.csrf_token
+        if (
+            stream_origin is None
+            and conn.scope.get("method") not in SAFE_METHODS
+            and conn.headers.get(CSRF_HEADER) != web_session.csrf_token
         ):
             raise Forbidden("CSRF token missing or invalid")
         return Principal(
@@ -92,13 +138,13 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 async def require_engineer_or_admin(user: CurrentUser) -> User:
-    if Role(user.role) not in SENIOR_ROLES:
+    if not is_senior(user):
         raise Forbidden("Engineer or admin access required")
     return user
 
 
 async def require_admin(user: CurrentUser) -> User:
-    if Role(user.role) not in MANAGER_ROLES:
+    if not is_manager(user):
         raise Forbidden("Admin or owner access required")
     return user
 
@@ -108,9 +154,25 @@ AdminUser = Annotated[User, Depends(require_admin)]
 
 
 def page_params(
-    limit: Annotated[int, Query(ge=1, le=100, description="page size, at most 100")] = 50,
+    ctx: ContextDep,
+    limit: Annotated[
+        int, Query(ge=1, description="page size, at most LIFELINE_MAX_PAGE_SIZE (100)")
+    ] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> tuple[int, str | None]:
+    most = ctx.settings.max_page_size
+    if limit > most:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "less_than_equal",
+                    "loc": ("query", "limit"),
+                    "msg": f"Input should be less than or equal to {most}",
+                    "input": limit,
+                    "ctx": {"le": most},
+                }
+            ]
+        )
     return limit, cursor
 
 

@@ -17,10 +17,6 @@ class LifelineError(Exception):
         return {"detail": self.detail, **self.extra}
 
 
-class BadRequest(LifelineError):
-    status_code = 400
-
-
 class Unauthorized(LifelineError):
     status_code = 401
 

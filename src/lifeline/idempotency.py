@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
+from starlette.requests import Request
+from starlette.responses import Response
 
 from lifeline.db import Base, UTCDateTime, new_id, utcnow
 from lifeline.errors import Conflict, Unprocessable
@@ -155,6 +157,33 @@ async def run_once(
     record.response_body = body
     await db.flush()
     return Outcome(status_code, body, replayed=False)
+
+
+async def create_once(
+    *,
+    db: AsyncSession,
+    user_id: str,
+    key: str | None,
+    request: Request,
+    response: Response,
+    body: BaseModel,
+    create: Create,
+) -> dict[str, Any]:
+    """A creating route's 201 answer, made once per ``Idempotency-Key`` (:func:`run_once`);
+    a replay is marked with the ``Idempotent-Replayed`` header."""
+    outcome = await run_once(
+        db=db,
+        user_id=user_id,
+        key=key,
+        method=request.method,
+        path=request.url.path,
+        status_code=201,
+        create=create,
+        request_hash=fingerprint(body),
+    )
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return outcome.body
 
 
 async def purge_expired(*, db: AsyncSession, now: datetime | None = None) -> int:

@@ -18,7 +18,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lifeline.db import TRANSACTION_ATTEMPTS, transient_conflict
-from lifeline.logging import request_id_var
+from lifeline.logs import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")

@@ -2,7 +2,8 @@
 
 Each sweep fires the escalation policy steps that are due (and expiries, claim reminders,
 auto-releases), then sends every due outbox row (new ones no server
-dispatched, retries whose backoff has passed, rows whose sender died and whose lease expired).
+dispatched, retries whose backoff has passed, rows whose sender died and whose lease expired),
+and forgets idempotency keys past their lifetime.
 Any number of workers and servers can sweep the same database: rows are claimed under a lease.
 """
 
@@ -14,13 +15,23 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+from lifeline import idempotency
+from lifeline.after_commit import DropConnections, PublishEvent
 from lifeline.config import Settings
 from lifeline.context import AppContext
+from lifeline.db import run_unit_of_work
 from lifeline.integrations.plugin import install as install_integrations
 from lifeline.notifications.plugin import install, sweep_once, warn_about_configuration
 
 log = logging.getLogger("lifeline.worker")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+async def purge_idempotency_keys(ctx: AppContext) -> int:
+    """Idempotency answers older than their lifetime go; → how many."""
+    return await run_unit_of_work(
+        ctx.sessionmaker, ctx.after_commit, lambda db: idempotency.purge_expired(db=db)
+    )
 
 
 async def run(settings: Settings, *, once: bool = False) -> None:
@@ -36,10 +47,13 @@ async def run(settings: Settings, *, once: bool = False) -> None:
 
         from lifeline.realtime.plugin import realtime_plugin
 
-        # The plugin wires its WebSocket path into an app; this process serves none.
+        # A plugin's signature takes an app; this process serves none.
         closers.append(await realtime_plugin(FastAPI(), ctx))
     else:
         log.info("no LIFELINE_REDIS_URL: this worker sees no live connections (push = offline)")
+        covered = "the event log, replayed when a stream reconnects"
+        ctx.after_commit.leave(PublishEvent, covered_by=covered)
+        ctx.after_commit.leave(DropConnections, covered_by="the servers' credential check")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -57,11 +71,17 @@ async def run(settings: Settings, *, once: bool = False) -> None:
             try:
                 report = await sweep_once(ctx=ctx, relay=relay)
                 sent_on = await integrations.sweep()
+                purged = await purge_idempotency_keys(ctx)
                 # Step waves go out through the after-commit dispatcher: count them too.
                 await ctx.tasks.drain()
                 done = relay.totals.minus(before)
                 log.info(
-                    "sweep %d: %s, %s; webhooks and Slack: %s", sweeps, report.steps, done, sent_on
+                    "sweep %d: %s, %s; webhooks and Slack: %s; expired idempotency keys: %d",
+                    sweeps,
+                    report.steps,
+                    done,
+                    sent_on,
+                    purged,
                 )
             except Exception:
                 log.exception("sweep %d failed", sweeps)

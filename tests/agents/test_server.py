@@ -229,7 +229,7 @@ async def test_waits_wake_on_the_claim_the_reply_and_the_answer(
 
 async def _until_waiting(app: FastAPI) -> None:
     """Until a wait has subscribed to its session (so what follows is what wakes it)."""
-    waiters = app.state.ctx.services["hub"].waiters
+    waiters = app.state.ctx.hub.waiters
     async with asyncio.timeout(30):
         while not len(waiters):  # noqa: ASYNC110
             await asyncio.sleep(0.01)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lifeline.ai_sessions.models import AISession
@@ -78,4 +79,10 @@ class History:
         row.status = status
         async with self.sessionmaker() as db, db.begin():
             db.add(row)
+            if intent == "escalate":
+                await db.execute(
+                    update(AISession)
+                    .where(AISession.id == session.id, AISession.escalated_at.is_(None))
+                    .values(escalated_at=created)
+                )
         return row

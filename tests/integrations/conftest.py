@@ -73,7 +73,8 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[AppContext, htt
 
 
 def relay_of(ctx: AppContext) -> IntegrationRelay:
-    relay: IntegrationRelay = ctx.services["integrations"]
+    assert ctx.integrations is not None
+    relay: IntegrationRelay = ctx.integrations
     return relay
 
 

@@ -61,7 +61,8 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[AppContext, htt
 
 
 def relay_of(ctx: AppContext) -> Relay:
-    relay: Relay = ctx.services["relay"]
+    assert ctx.relay is not None
+    relay: Relay = ctx.relay
     return relay
 
 

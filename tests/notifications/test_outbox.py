@@ -125,7 +125,7 @@ async def test_offline_only_email_goes_to_those_without_a_live_connection(
         await client.patch(
             "/api/v1/me", headers=team[key].headers, json={"email_notifications": "offline_only"}
         )
-    ctx.services["presence"] = _OnlineSet(team["here"].id)
+    ctx.presence = _OnlineSet(team["here"].id)
 
     session = await new_session(client, team["junior"])
     handoff = await escalate(client, team["junior"], session["id"])

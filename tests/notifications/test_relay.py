@@ -17,12 +17,12 @@ from lifeline.accounts.models import User
 from lifeline.config import Settings
 from lifeline.context import AppContext
 from lifeline.db import utcnow
-from lifeline.notifications import claims
+from lifeline.notifications import leases
 from lifeline.notifications.channels import ChannelResult, DeliveryChannel
 from lifeline.notifications.channels.email import EmailChannel
 from lifeline.notifications.channels.push import PushChannel
-from lifeline.notifications.claims import Outcome
 from lifeline.notifications.content import Notification
+from lifeline.notifications.leases import DeliveryOutcome
 from lifeline.notifications.models import DeliveryStatus
 from lifeline.notifications.relay import Relay, retry_delay
 from tests.notifications.conftest import (
@@ -36,6 +36,10 @@ from tests.notifications.conftest import (
 )
 from tests.support.factories import Factory, escalate, new_session
 from tests.support.smtp import SmtpRecorder, closed_port, hanging_smtp_server, smtp_recorder
+
+
+async def _offline(_user_id: str) -> bool:
+    return False
 
 
 @contextmanager
@@ -112,7 +116,7 @@ async def test_graceful_degradation_when_email_service_raises(
     handoff = await escalate_without_dispatch(ctx, team["junior"], session["id"])
     channels: dict[str, DeliveryChannel] = {
         "email": _Exploding(),
-        "push": PushChannel(ctx.services),
+        "push": PushChannel(ctx.is_online),
     }
     relay = Relay(sessionmaker=ctx.sessionmaker, settings=settings, channels=channels)
     ids = [r.id for r in await deliveries(ctx, handoff.id)]
@@ -143,7 +147,7 @@ async def test_smtp_down_then_up_delivers_exactly_once_per_recipient(database_ur
             other = Relay(
                 sessionmaker=ctx.sessionmaker,
                 settings=settings,
-                channels={"email": EmailChannel(settings, {}), "push": PushChannel({})},
+                channels={"email": EmailChannel(settings, _offline), "push": PushChannel(_offline)},
             )
             try:
                 deadline = time.monotonic() + 30
@@ -179,7 +183,7 @@ async def test_concurrent_sweeps_never_send_a_row_twice(
         Relay(
             sessionmaker=ctx.sessionmaker,
             settings=settings,
-            channels={"email": EmailChannel(settings, {}), "push": PushChannel({})},
+            channels={"email": EmailChannel(settings, _offline), "push": PushChannel(_offline)},
             batch_size=3,
         )
         for _ in range(4)
@@ -291,23 +295,26 @@ async def test_a_sender_whose_lease_was_taken_over_cannot_overwrite_the_result(
     now = utcnow()
     lease = timedelta(seconds=60)
 
-    async def claim_at(moment: timedelta) -> list[claims.ClaimedDelivery]:
+    async def claim_at(moment: timedelta) -> list[leases.LeasedDelivery]:
         async with ctx.sessionmaker() as db, db.begin():
-            return await claims.claim(
+            return await leases.take(
                 db=db, now=now + moment, lease=lease, max_attempts=5, limit=10, ids=[row_id]
             )
 
-    async def record(outcome: Outcome) -> int:
+    async def record(outcome: DeliveryOutcome) -> int:
         async with ctx.sessionmaker() as db, db.begin():
-            return await claims.record_outcomes(db=db, outcomes=[outcome])
+            return await leases.record_outcomes(db=db, outcomes=[outcome])
 
     [slow] = await claim_at(timedelta(0))
     assert await claim_at(timedelta(seconds=30)) == []  # still held
     [fresh] = await claim_at(timedelta(seconds=61))  # the lease expired: taken over
     assert (fresh.attempts, fresh.lease_token != slow.lease_token) == (2, True)
 
-    assert await record(Outcome(row_id, fresh.lease_token, DeliveryStatus.SENT, None, now)) == 1
-    late = Outcome(row_id, slow.lease_token, DeliveryStatus.FAILED, "too late", now)
+    assert (
+        await record(DeliveryOutcome(row_id, fresh.lease_token, DeliveryStatus.SENT, None, now))
+        == 1
+    )
+    late = DeliveryOutcome(row_id, slow.lease_token, DeliveryStatus.FAILED, "too late", now)
     assert await record(late) == 0
 
     row = next(r for r in await deliveries(ctx, handoff.id) if r.id == row_id)
@@ -324,7 +331,7 @@ async def test_rows_abandoned_on_their_last_attempt_are_dead_lettered(
     now = utcnow()
     for attempt in range(settings.delivery_max_attempts):  # every sender died mid-send
         async with ctx.sessionmaker() as db, db.begin():
-            claimed = await claims.claim(
+            claimed = await leases.take(
                 db=db,
                 now=now + timedelta(minutes=attempt),
                 lease=timedelta(seconds=30),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from lifeline.deps import origin_of
 from lifeline.errors import Unprocessable
-from lifeline.realtime.auth import origin_of, parse_last_event_id
+from lifeline.realtime.auth import parse_last_event_id
 
 
 @pytest.mark.parametrize(

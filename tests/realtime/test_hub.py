@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from lifeline.after_commit import DropConnections, PublishEvent
 from lifeline.context import AppContext
 from lifeline.realtime.audience import Viewer
-from lifeline.realtime.broker import DropNotice, EventNotice
 from lifeline.realtime.events import event_message, record_event
 from lifeline.realtime.hub import (
     CLOSE_REVOKED,
@@ -25,7 +25,7 @@ def make_hub(ctx: AppContext, queue_size: int = 8) -> Hub:
     return Hub(sessionmaker=ctx.sessionmaker, heartbeat_seconds=60, queue_size=queue_size)
 
 
-async def log_event(ctx: AppContext, person: Person, n: int) -> EventNotice:
+async def log_event(ctx: AppContext, person: Person, n: int) -> PublishEvent:
     """Commit one account-wide event to the log; returns what the broker would carry."""
     async with ctx.sessionmaker() as db, db.begin():
         event = await record_event(
@@ -35,7 +35,7 @@ async def log_event(ctx: AppContext, person: Person, n: int) -> EventNotice:
             audience=AUDIENCE_ACCOUNT,
             data={"n": n},
         )
-    return EventNotice(
+    return PublishEvent(
         account_id=event.account_id, audience=event.audience, message=event_message(event)
     )
 
@@ -75,7 +75,7 @@ async def test_a_slow_connection_is_closed_and_replays_on_reconnect(
     hub.disconnect(slow)
 
     # Reconnecting with the last id it got (none here: 0) replays everything it missed.
-    again = hub.connect(Viewer.of(team["slow"].user), floor=0)
+    again = hub.connect(Viewer.of(team["slow"].user), client_last_id=0)
     assert await take(hub.stream(again), 5) == [n.event_id for n in notices]
 
 
@@ -85,7 +85,7 @@ async def test_replay_then_live_hands_over_without_gap_or_duplicate(
     team = await factory.team(senior="engineer")
     hub = make_hub(ctx)
     before = [await log_event(ctx, team.owner, n) for n in range(3)]
-    conn = hub.connect(Viewer.of(team["senior"].user), floor=before[0].event_id)
+    conn = hub.connect(Viewer.of(team["senior"].user), client_last_id=before[0].event_id)
     # Committed after the subscription, before the replay ran: both in the log and queued live.
     during = [await log_event(ctx, team.owner, n) for n in range(3, 5)]
     for notice in during:
@@ -107,8 +107,8 @@ async def test_catch_up_after_a_broker_gap_sends_only_what_was_missed(
     team = await factory.team(senior="engineer")
     other = await factory.team(stranger="engineer")
     hub = make_hub(ctx)
-    conn = hub.connect(Viewer.of(team["senior"].user), origin=0)
-    stranger = hub.connect(Viewer.of(other["stranger"].user), origin=0)
+    conn = hub.connect(Viewer.of(team["senior"].user), latest_at_connect=0)
+    stranger = hub.connect(Viewer.of(other["stranger"].user), latest_at_connect=0)
     stream = hub.stream(conn)
     seen = await log_event(ctx, team.owner, 0)
     hub.deliver(seen)
@@ -137,15 +137,15 @@ async def test_drop_closes_only_the_matching_connections(ctx: AppContext, factor
     by_cookie = hub.connect(viewer, web_session_id="w1")
     someone_else = hub.connect(Viewer.of(team["other"].user), token_id="t1")
 
-    hub.deliver(DropNotice(user_id=viewer.user_id, token_id="t1"))
+    hub.deliver(DropConnections(user_id=viewer.user_id, token_id="t1"))
     assert by_token.closing == CLOSE_REVOKED
     assert other_token.closing is None and by_cookie.closing is None
     assert someone_else.closing is None
 
-    hub.deliver(DropNotice(user_id=viewer.user_id, web_session_id="w1"))
+    hub.deliver(DropConnections(user_id=viewer.user_id, web_session_id="w1"))
     assert by_cookie.closing == CLOSE_REVOKED and other_token.closing is None
 
-    hub.deliver(DropNotice(user_id=viewer.user_id))
+    hub.deliver(DropConnections(user_id=viewer.user_id))
     assert other_token.closing == CLOSE_REVOKED
     assert someone_else.closing is None
     # A closed connection's stream ends.

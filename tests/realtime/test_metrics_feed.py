@@ -46,7 +46,8 @@ async def test_connections_push_deliveries_and_web_escalations_move_their_series
         assert escalated.status_code == 303, escalated.text
         assert (await ws.next())["type"] == "handoff.escalated"
         await ctx.tasks.drain()
-        await ctx.services["relay"].sweep()
+        assert ctx.relay is not None
+        await ctx.relay.sweep()
         after = await _scrape(http)
     assert after[ESCALATIONS] == before[ESCALATIONS] + 1
     assert after[PUSH_COUNT] >= before[PUSH_COUNT] + 1

@@ -304,7 +304,7 @@ async def test_presence_lists_the_account_with_live_connections(
 ) -> None:
     team = await factory.team(senior="engineer", away="engineer", vic="viewer")
     elsewhere = await factory.team(stranger="engineer")
-    presence = ctx.services["presence"]
+    presence = ctx.presence
     async with (
         ws_stream(live, team["senior"]),
         sse_stream(http, team["senior"]),

@@ -25,7 +25,7 @@ class FakeClock:
 
 
 def use_throttle(ctx: AppContext, clock: FakeClock, *, account: int = 5, address: int = 30) -> None:
-    ctx.services["login_throttle"] = LoginThrottle(
+    ctx.login_throttle = LoginThrottle(
         MemoryAttempts(clock=clock),
         account_policy=ThrottlePolicy(free_failures=account, base_delay_seconds=2.0),
         address_policy=ThrottlePolicy(free_failures=address, base_delay_seconds=2.0),

@@ -22,6 +22,16 @@ SENIOR_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.ENGINEER})
 MANAGER_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 
 
+def is_senior(who: User | str) -> bool:
+    """May pick up, release and resolve escalations (a user, or a role as stored)."""
+    return Role(who if isinstance(who, str) else who.role) in SENIOR_ROLES
+
+
+def is_manager(who: User | str) -> bool:
+    """May manage the team and the account's settings (a user, or a role as stored)."""
+    return Role(who if isinstance(who, str) else who.role) in MANAGER_ROLES
+
+
 class EmailPreference(enum.StrEnum):
     ALWAYS = "always"
     OFFLINE_ONLY = "offline_only"
@@ -50,10 +60,6 @@ class User(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-
-    @property
-    def is_active(self) -> bool:
-        return self.deleted_at is None
 
 
 class ApiToken(Base):

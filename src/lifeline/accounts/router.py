@@ -8,6 +8,7 @@ from lifeline.accounts import schemas
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import Account
 from lifeline.deps import AdminUser, CurrentUser, PageParams, PrincipalDep, SessionDep
+from lifeline.members import service as members
 from lifeline.policies import service as policies
 
 router = APIRouter(tags=["accounts"])
@@ -105,7 +106,7 @@ async def read_user(db: SessionDep, user: CurrentUser, user_id: str) -> schemas.
 async def update_user(
     db: SessionDep, actor: AdminUser, user_id: str, body: schemas.UserUpdate
 ) -> schemas.UserRead:
-    target = await accounts.update_user(
+    target = await members.update_member(
         db=db, actor=actor, user_id=user_id, role=body.role, name=body.name
     )
     return schemas.UserRead.model_validate(target)
@@ -113,7 +114,7 @@ async def update_user(
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_user(db: SessionDep, actor: AdminUser, user_id: str) -> Response:
-    await accounts.soft_delete_user(db=db, actor=actor, user_id=user_id)
+    await members.remove_member(db=db, actor=actor, user_id=user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -11,14 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lifeline import after_commit
 from lifeline.accounts import passwords, security
 from lifeline.accounts.models import (
-    MANAGER_ROLES,
-    SENIOR_ROLES,
     Account,
     ApiToken,
     EmailPreference,
     Role,
     User,
     WebSession,
+    is_manager,
 )
 from lifeline.accounts.schemas import (
     MAX_EMAIL_LENGTH,
@@ -29,7 +28,6 @@ from lifeline.accounts.schemas import (
 )
 from lifeline.db import utcnow
 from lifeline.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
-from lifeline.handoffs import service as handoffs
 from lifeline.pagination import keyset, page
 
 # last_used_at is written at most this often per token, so reads stay cheap.
@@ -386,7 +384,7 @@ async def _owner_count(db: AsyncSession, account_id: str) -> int:
 
 
 def _check_may_manage(actor: User, target: User, new_role: Role | None) -> None:
-    if Role(actor.role) not in MANAGER_ROLES:
+    if not is_manager(actor):
         raise Forbidden("Admin or owner access required")
     touches_owner = target.role == Role.OWNER or new_role == Role.OWNER
     if touches_owner and actor.role != Role.OWNER:
@@ -403,7 +401,7 @@ async def invite_user(
     password: str | None,
 ) -> tuple[User, str]:
     """Add a member to the actor's account; returns the user and their first token's secret."""
-    if Role(actor.role) not in MANAGER_ROLES:
+    if not is_manager(actor):
         raise Forbidden("Admin or owner access required")
     if role == Role.OWNER and actor.role != Role.OWNER:
         raise Forbidden("Only an owner can change an owner or make one")
@@ -449,6 +447,8 @@ async def _lock_member(db: AsyncSession, account_id: str, user_id: str) -> User:
 async def update_user(
     *, db: AsyncSession, actor: User, user_id: str, role: Role | None, name: str | None
 ) -> User:
+    """The account's side of a role change, under the team's and the member's locks; what a
+    demoted member held is released by :func:`lifeline.members.service.update_member`."""
     await _lock_team(db, actor)
     target = await _lock_member(db, actor.account_id, user_id)
     if target.deleted_at is not None:
@@ -463,14 +463,13 @@ async def update_user(
     if name is not None:
         target.name = _checked_name(name)
     await db.flush()
-    if Role(target.role) not in SENIOR_ROLES:
-        # A viewer can't hold a pick-up (nor release or resolve it): it goes back to the team.
-        await handoffs.release_claims_of(db=db, user=target)
     return target
 
 
 async def soft_delete_user(*, db: AsyncSession, actor: User, user_id: str) -> User:
-    """Soft delete: the user can no longer authenticate and gets nothing from now on."""
+    """Soft delete: the user can no longer authenticate and gets nothing from now on.
+
+    What they held is released by :func:`lifeline.members.service.remove_member`."""
     await _lock_team(db, actor)
     target = await get_user(db=db, account_id=actor.account_id, user_id=user_id)
     if target.deleted_at is not None:
@@ -498,7 +497,5 @@ async def soft_delete_user(*, db: AsyncSession, actor: User, user_id: str) -> Us
         raise NotFound("User not found")
     target.deleted_at = now
     await db.flush()
-    # Nobody gone can hold work: what they had picked up returns to the team's queue.
-    await handoffs.release_claims_of(db=db, user=target)
     after_commit.record(db, after_commit.DropConnections(user_id=target.id))
     return target

@@ -140,11 +140,9 @@ def build_server(
             raise ToolError(exc.detail) from exc
 
     def waiters_of(ctx: AppContext) -> Waiters:
-        hub = ctx.services.get("hub")
-        if hub is None:  # no real-time layer: progress ticks re-check instead
+        if ctx.hub is None:  # no real-time layer: progress ticks re-check instead
             return Waiters()
-        waiters: Waiters = hub.waiters
-        return waiters
+        return ctx.hub.waiters
 
     def reporter(ctx: Context, what: str) -> Callable[[float, float], Awaitable[None]]:
         async def report(elapsed: float, total: float) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from lifeline.accounts.models import SENIOR_ROLES, Role, User
+from lifeline.accounts.models import User, is_senior
 from lifeline.accounts.schemas import UserRef
 from lifeline.agents.schemas import (
     AgentMessage,
@@ -86,7 +86,7 @@ async def escalate(
     client_name: str | None,
 ) -> EscalateResult:
     """Escalate for an agent; the same conversation while its escalation is live gets it back."""
-    if Role(actor.role) not in SENIOR_ROLES:
+    if not is_senior(actor):
         raise Forbidden("Engineer or admin access required: a viewer can't escalate")
     session: AISession | None = None
     if session_id is not None:

@@ -65,6 +65,8 @@ class AISession(Base):
     # A park is private: while parked, everyone but who parked it sees the status before.
     parked_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
     status_before_park: Mapped[str | None] = mapped_column(String(16), default=None)
+    # Set by the first escalation and kept: from then on every member may see the session.
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class Message(Base):

@@ -54,19 +54,16 @@ async def create_session(
         )
         return schemas.SessionRead.model_validate(session).model_dump(mode="json")
 
-    outcome = await idempotency.run_once(
+    answer = await idempotency.create_once(
         db=db,
         user_id=user.id,
         key=idempotency_key,
-        method=request.method,
-        path=request.url.path,
-        status_code=status.HTTP_201_CREATED,
+        request=request,
+        response=response,
+        body=body,
         create=create,
-        request_hash=idempotency.fingerprint(body),
     )
-    if outcome.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return schemas.SessionRead.model_validate(outcome.body)
+    return schemas.SessionRead.model_validate(answer)
 
 
 @router.get("", response_model=schemas.SessionList)
@@ -112,19 +109,16 @@ async def add_message(
         )
         return schemas.MessageRead.model_validate(message).model_dump(mode="json")
 
-    outcome = await idempotency.run_once(
+    answer = await idempotency.create_once(
         db=db,
         user_id=user.id,
         key=idempotency_key,
-        method=request.method,
-        path=request.url.path,
-        status_code=status.HTTP_201_CREATED,
+        request=request,
+        response=response,
+        body=body,
         create=create,
-        request_hash=idempotency.fingerprint(body),
     )
-    if outcome.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return schemas.MessageRead.model_validate(outcome.body)
+    return schemas.MessageRead.model_validate(answer)
 
 
 @router.get("/{session_id}/messages", response_model=schemas.MessageList)

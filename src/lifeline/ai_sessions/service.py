@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lifeline.accounts.models import MANAGER_ROLES, Role, User
+from lifeline.accounts.models import User, is_manager
 from lifeline.ai_sessions.models import (
     AISession,
     Message,
@@ -16,21 +17,20 @@ from lifeline.ai_sessions.models import (
     SessionStatus,
 )
 from lifeline.ai_sessions.schemas import MessageCreate, MessageRead, SessionRead
-from lifeline.db import utcnow
+from lifeline.db import UTCDateTime, utcnow
 from lifeline.errors import Conflict, Forbidden, NotFound
-from lifeline.handoffs.models import Handoff, Intent
 from lifeline.pagination import keyset, page
 from lifeline.realtime.events import AUDIENCE_ACCOUNT, record_event, restricted_audience
 
 
 def was_escalated() -> ColumnElement[bool]:
-    return exists().where(Handoff.session_id == AISession.id, Handoff.intent == Intent.ESCALATE)
+    return AISession.escalated_at.is_not(None)
 
 
 def visible_to(user: User) -> ColumnElement[bool]:
     """Creator, assignee and the account's managers; once escalated, every member."""
     in_account = AISession.account_id == user.account_id
-    if Role(user.role) in MANAGER_ROLES:
+    if is_manager(user):
         return in_account & true()
     return in_account & or_(
         AISession.created_by == user.id, AISession.assigned_to == user.id, was_escalated()
@@ -49,10 +49,47 @@ def is_session_owner(session: AISession, user: User) -> bool:
 
 
 async def session_audience(db: AsyncSession, session: AISession) -> str:
-    escalated = await db.scalar(select(was_escalated()).where(AISession.id == session.id))
-    if escalated:
+    if session.escalated_at is not None:
         return AUDIENCE_ACCOUNT
     return restricted_audience([session.created_by, session.assigned_to])
+
+
+async def set_status(
+    db: AsyncSession, session_id: str, status: SessionStatus, now: datetime, **values: Any
+) -> None:
+    """A hand-off moved the session on (``values``: its assignee, for one)."""
+    await db.execute(
+        update(AISession)
+        .where(AISession.id == session_id)
+        .values(status=status, updated_at=now, **values)
+    )
+
+
+async def mark_escalated(db: AsyncSession, session_id: str, now: datetime) -> None:
+    """Escalated to the team: from now on, and for good, every member of the account sees it."""
+    await set_status(
+        db,
+        session_id,
+        SessionStatus.ESCALATED,
+        now,
+        escalated_at=func.coalesce(AISession.escalated_at, literal(now, UTCDateTime())),
+    )
+
+
+async def mark_parked(db: AsyncSession, session_id: str, parked_by: str, now: datetime) -> None:
+    """Parked: private, so whoever parked it sees "parked" and everyone else the status it had
+    before (kept across a second park)."""
+    await set_status(
+        db,
+        session_id,
+        SessionStatus.PARKED,
+        now,
+        parked_by=parked_by,
+        status_before_park=case(
+            (AISession.status == SessionStatus.PARKED, AISession.status_before_park),
+            else_=AISession.status,
+        ),
+    )
 
 
 async def create_session(

@@ -6,7 +6,6 @@ never parses as a session id.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -18,7 +17,7 @@ from lifeline.deps import CurrentUser, IdempotencyKey, PageParams, SeniorUser, S
 from lifeline.errors import Conflict
 from lifeline.handoffs import schemas
 from lifeline.handoffs import service as handoffs
-from lifeline.handoffs.models import Handoff, HandoffStatus
+from lifeline.handoffs.models import HandoffStatus
 
 queue_router = APIRouter(prefix="/ai-sessions", tags=["handoffs"])
 router = APIRouter(prefix="/ai-sessions/{session_id}", tags=["handoffs"])
@@ -70,19 +69,16 @@ async def create_handoff(
         metrics.handoff_created(handoff.intent)
         return schemas.HandoffRead.model_validate(handoff).model_dump(mode="json")
 
-    outcome = await idempotency.run_once(
+    answer = await idempotency.create_once(
         db=db,
         user_id=user.id,
         key=idempotency_key,
-        method=request.method,
-        path=request.url.path,
-        status_code=status.HTTP_201_CREATED,
+        request=request,
+        response=response,
+        body=body,
         create=create,
-        request_hash=idempotency.fingerprint(body),
     )
-    if outcome.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return schemas.HandoffRead.model_validate(outcome.body)
+    return schemas.HandoffRead.model_validate(answer)
 
 
 @router.get("/handoffs", response_model=schemas.HandoffList)
@@ -98,47 +94,54 @@ async def list_handoffs(
     )
 
 
-Transition = Callable[..., Awaitable[Handoff]]
+_TRANSITION_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "not allowed"},
+    404: {},
+    409: {},
+}
 
 
-def _transition_route(path: str, transition: Transition, summary: str) -> None:
-    async def endpoint(
-        db: SessionDep, user: SeniorUser, session_id: str, handoff_id: str
-    ) -> schemas.HandoffRead:
-        handoff = await transition(db=db, actor=user, session_id=session_id, handoff_id=handoff_id)
-        return schemas.HandoffRead.model_validate(handoff)
-
-    endpoint.__name__ = f"{path}_handoff"
-    router.add_api_route(
-        f"/handoffs/{{handoff_id}}/{path}",
-        endpoint,
-        methods=["POST"],
-        response_model=schemas.HandoffRead,
-        summary=summary,
-        responses={403: {"description": "not allowed"}, 404: {}, 409: {}},
-    )
-
-
-async def _counted_claim(**kwargs: Any) -> Handoff:
+@router.post(
+    "/handoffs/{handoff_id}/claim",
+    response_model=schemas.HandoffRead,
+    summary="Pick Up an escalation",
+    responses=_TRANSITION_ERRORS,
+)
+async def claim_handoff(
+    db: SessionDep, user: SeniorUser, session_id: str, handoff_id: str
+) -> schemas.HandoffRead:
     try:
-        handoff = await handoffs.claim_handoff(**kwargs)
+        handoff = await handoffs.claim_handoff(
+            db=db, actor=user, session_id=session_id, handoff_id=handoff_id
+        )
     except Conflict:
         metrics.claim_conflict()
         raise
     if handoff.claimed_at is not None:
         metrics.claim_won((handoff.claimed_at - handoff.created_at).total_seconds())
-    return handoff
+    return schemas.HandoffRead.model_validate(handoff)
 
 
-_transition_route("claim", _counted_claim, "Pick Up an escalation")
-_transition_route("release", handoffs.release_handoff, "Put a picked-up escalation back")
+@router.post(
+    "/handoffs/{handoff_id}/release",
+    response_model=schemas.HandoffRead,
+    summary="Put a picked-up escalation back",
+    responses=_TRANSITION_ERRORS,
+)
+async def release_handoff(
+    db: SessionDep, user: SeniorUser, session_id: str, handoff_id: str
+) -> schemas.HandoffRead:
+    handoff = await handoffs.release_handoff(
+        db=db, actor=user, session_id=session_id, handoff_id=handoff_id
+    )
+    return schemas.HandoffRead.model_validate(handoff)
 
 
 @router.post(
     "/handoffs/{handoff_id}/resolve",
     response_model=schemas.HandoffRead,
     summary="Mark the handoff done",
-    responses={403: {"description": "not allowed"}, 404: {}, 409: {}},
+    responses=_TRANSITION_ERRORS,
 )
 async def resolve_handoff(
     db: SessionDep,
@@ -158,6 +161,19 @@ async def resolve_handoff(
     return schemas.HandoffRead.model_validate(handoff)
 
 
-_transition_route("cancel", handoffs.cancel_handoff, "Withdraw the handoff")
+@router.post(
+    "/handoffs/{handoff_id}/cancel",
+    response_model=schemas.HandoffRead,
+    summary="Withdraw the handoff",
+    responses=_TRANSITION_ERRORS,
+)
+async def cancel_handoff(
+    db: SessionDep, user: SeniorUser, session_id: str, handoff_id: str
+) -> schemas.HandoffRead:
+    handoff = await handoffs.cancel_handoff(
+        db=db, actor=user, session_id=session_id, handoff_id=handoff_id
+    )
+    return schemas.HandoffRead.model_validate(handoff)
+
 
 __all__ = ["queue_router", "router"]

@@ -10,12 +10,12 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, case, select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from lifeline.accounts.models import MANAGER_ROLES, SENIOR_ROLES, Role, User
+from lifeline.accounts.models import Role, User, is_manager, is_senior
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession, SessionStatus
 from lifeline.db import utcnow
@@ -49,20 +49,6 @@ async def publish(db: AsyncSession, handoff: Handoff, type_: str) -> None:
         type=type_,
         audience=audience,
         data=handoff_data(handoff),
-    )
-
-
-async def set_session(
-    db: AsyncSession,
-    session_id: str,
-    status: SessionStatus,
-    now: datetime,
-    **values: Any,
-) -> None:
-    await db.execute(
-        update(AISession)
-        .where(AISession.id == session_id)
-        .values(status=status, updated_at=now, **values)
     )
 
 
@@ -116,22 +102,11 @@ async def create_handoff(
         raise Conflict("An escalation is already open or claimed for this session") from exc
 
     if intent == Intent.ESCALATE:
-        await set_session(db, session.id, SessionStatus.ESCALATED, now)
+        await sessions.mark_escalated(db, session.id, now)
         await publish(db, handoff, "handoff.escalated")
         await _start_policy(db, handoff, DeliveryKind.ESCALATED)
     else:
-        # Private: who parked it sees "parked", everyone else the status it had before.
-        await set_session(
-            db,
-            session.id,
-            SessionStatus.PARKED,
-            now,
-            parked_by=actor.id,
-            status_before_park=case(
-                (AISession.status == SessionStatus.PARKED, AISession.status_before_park),
-                else_=AISession.status,
-            ),
-        )
+        await sessions.mark_parked(db, session.id, actor.id, now)
         await publish(db, handoff, "handoff.parked")
     return handoff
 
@@ -318,7 +293,7 @@ async def lock_active_senior(db: AsyncSession, user_id: str) -> None:
     ).one_or_none()
     if row is None or row.deleted_at is not None:
         raise Unauthorized("Invalid or revoked API token")
-    if Role(row.role) not in SENIOR_ROLES:
+    if not is_senior(row.role):
         raise Forbidden("Engineer or admin access required")
 
 
@@ -348,7 +323,7 @@ async def claim_handoff(
         raise await _not_open_conflict(db, handoff)
     await leave_queue(db, handoff, f"picked up by {actor.name} before it was sent")
     await watch_claim(db, handoff, activity_at=now, reminded=False)
-    await set_session(db, session_id, SessionStatus.CLAIMED, now, assigned_to=actor.id)
+    await sessions.set_status(db, session_id, SessionStatus.CLAIMED, now, assigned_to=actor.id)
     await publish(db, handoff, "handoff.claimed")
     return handoff
 
@@ -426,7 +401,9 @@ async def requeue(
     if not won:
         return False
     await leave_queue(db, handoff, "released before it was sent")
-    await set_session(db, handoff.session_id, SessionStatus.ESCALATED, now, assigned_to=None)
+    await sessions.set_status(
+        db, handoff.session_id, SessionStatus.ESCALATED, now, assigned_to=None
+    )
     await publish(db, handoff, "handoff.released")
     # The one who let it go knows already: the wave is for the rest of the team.
     await _start_policy(
@@ -484,7 +461,7 @@ async def resolve_handoff(
     if not await _conditional_update(db, handoff, guard, values):
         raise Conflict(f"This handoff is {handoff.status}", claimed_by=None)
     await leave_queue(db, handoff, f"resolved by {actor.name} before it was sent")
-    await set_session(db, session_id, session_status, now)
+    await sessions.set_status(db, session_id, session_status, now)
     await publish(db, handoff, "handoff.resolved")
     return handoff
 
@@ -508,9 +485,9 @@ async def cancel_handoff(
     await leave_queue(db, handoff, f"cancelled by {actor.name} before it was sent")
     if handoff.intent == Intent.ESCALATE:
         # Withdrawn from the team: whoever had picked it up no longer holds the session.
-        await set_session(db, session_id, SessionStatus.ACTIVE, now, assigned_to=None)
+        await sessions.set_status(db, session_id, SessionStatus.ACTIVE, now, assigned_to=None)
     else:
-        await set_session(db, session_id, SessionStatus.ACTIVE, now)
+        await sessions.set_status(db, session_id, SessionStatus.ACTIVE, now)
     await publish(db, handoff, "handoff.cancelled")
     return handoff
 
@@ -538,4 +515,4 @@ async def team_queue(
 
 
 def may_read_deliveries(user: User, handoff: Handoff) -> bool:
-    return Role(user.role) in MANAGER_ROLES or handoff.created_by == user.id
+    return is_manager(user) or handoff.created_by == user.id

@@ -108,7 +108,7 @@ async def expire(*, db: AsyncSession, handoff_id: str, round_: int, now: datetim
     handoff = await db.get(Handoff, handoff_id, populate_existing=True)
     assert handoff is not None
     await handoffs.leave_queue(db, handoff, "expired before it was sent")
-    await handoffs.set_session(db, handoff.session_id, SessionStatus.ACTIVE, now)
+    await sessions.set_status(db, handoff.session_id, SessionStatus.ACTIVE, now)
     await handoffs.publish(db, handoff, "handoff.expired")
     await _tell(db, handoff, handoff.created_by, DeliveryKind.EXPIRED)
     return True

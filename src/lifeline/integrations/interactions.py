@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lifeline.accounts.models import SENIOR_ROLES, Role, User
+from lifeline.accounts.models import User, is_senior
 from lifeline.after_commit import AfterCommitRunner
 from lifeline.db import unit_of_work, utcnow
 from lifeline.errors import LifelineError, Unauthorized
@@ -166,7 +166,7 @@ async def pick_up(
             )
         if actor is None:
             return UNMATCHED
-        if Role(actor.role) not in SENIOR_ROLES:
+        if not is_senior(actor):
             return ROLE_REQUIRED
         handoff = await db.scalar(
             select(Handoff).where(

@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lifeline import metrics
@@ -35,8 +33,8 @@ from lifeline.integrations.models import DeliveryAttempt, WebhookEndpoint
 from lifeline.integrations.sending import WebhookSender
 from lifeline.integrations.slack_sender import SlackSender
 from lifeline.integrations.webhooks import signing_secrets
-from lifeline.notifications import claims
-from lifeline.notifications.claims import Outcome
+from lifeline.notifications import leases
+from lifeline.notifications.leases import DeliveryOutcome
 from lifeline.notifications.models import Channel, Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -64,15 +62,6 @@ class IntegrationCounts:
         )
 
 
-def _claimable(now: datetime) -> Any:
-    return (
-        (Delivery.status == DeliveryStatus.PENDING)
-        & Delivery.channel.in_(CHANNELS)
-        & (Delivery.attempts < MAX_ATTEMPTS)
-        & or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now)
-    )
-
-
 async def claim(
     *,
     db: AsyncSession,
@@ -82,22 +71,15 @@ async def claim(
     ids: Sequence[str] | None = None,
 ) -> list[ClaimedSend]:
     """Lease up to ``limit`` webhook and Slack rows: these ``ids``, else the due ones."""
-    candidates = select(Delivery.id).where(_claimable(now))
-    if ids is not None:
-        candidates = candidates.where(Delivery.id.in_(list(ids)))
-    else:
-        candidates = candidates.where(Delivery.next_attempt_at <= now).order_by(
-            Delivery.next_attempt_at, Delivery.id
-        )
-    candidates = candidates.limit(limit)
-    if db.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    token = str(uuid.uuid4())
-    result = await db.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(candidates.scalar_subquery()), _claimable(now))
-        .values(lease_token=token, lease_expires_at=now + lease, attempts=Delivery.attempts + 1)
-        .returning(
+    token, rows = await leases.lease_rows(
+        db=db,
+        now=now,
+        lease=lease,
+        max_attempts=MAX_ATTEMPTS,
+        limit=limit,
+        ids=ids,
+        channels=CHANNELS,
+        returning=(
             Delivery.id,
             Delivery.channel,
             Delivery.account_id,
@@ -106,8 +88,7 @@ async def claim(
             Delivery.message_id,
             Delivery.attempts,
             Delivery.payload,
-        )
-        .execution_options(synchronize_session=False)
+        ),
     )
     return [
         ClaimedSend(
@@ -121,7 +102,7 @@ async def claim(
             attempts=row.attempts,
             payload=dict(row.payload or {}),
         )
-        for row in result
+        for row in rows
     ]
 
 
@@ -162,20 +143,20 @@ class IntegrationRelay:
     def _lease(self) -> timedelta:
         return timedelta(seconds=self._settings.delivery_lease_seconds)
 
-    async def handle_intent(self, intent: DeliverToIntegrations) -> None:
+    async def on_commit(self, effect: DeliverToIntegrations) -> None:
         """After-commit handler: send these rows now. Never raises; the sweep is the backstop."""
         try:
-            ids = intent.delivery_ids
+            ids = effect.delivery_ids
             chunks = [ids[i : i + self._batch_size] for i in range(0, len(ids), self._batch_size)]
             await self._pipeline(chunks)
         except Exception:
-            log.exception("dispatch of %d integration deliveries failed", len(intent.delivery_ids))
+            log.exception("dispatch of %d integration deliveries failed", len(effect.delivery_ids))
 
     async def sweep(self) -> IntegrationCounts:
         """Send every due webhook and Slack row (retries, and rows nobody dispatched)."""
         async with self._sessionmaker() as db, db.begin():
             # Rows whose every attempt was claimed by a sender that then vanished.
-            abandoned = await claims.fail_abandoned(
+            abandoned = await leases.fail_abandoned(
                 db=db, now=utcnow(), max_attempts=MAX_ATTEMPTS, channels=CHANNELS
             )
         counts = await self._pipeline(None)
@@ -251,7 +232,7 @@ class IntegrationRelay:
 
     def _outcome(
         self, item: ClaimedSend, result: SendResult, now: datetime, counts: IntegrationCounts
-    ) -> Outcome:
+    ) -> DeliveryOutcome:
         if result.status != DeliveryStatus.FAILED or not result.retryable:
             if result.status == DeliveryStatus.SENT:
                 counts.sent += 1
@@ -259,14 +240,14 @@ class IntegrationRelay:
                 counts.skipped += 1
             else:
                 counts.failed += 1
-            return Outcome(item.id, item.lease_token, result.status, result.error, now)
+            return DeliveryOutcome(item.id, item.lease_token, result.status, result.error, now)
         if item.attempts >= MAX_ATTEMPTS:
             counts.failed += 1
             error = f"gave up after {item.attempts} attempts: {result.error}"
-            return Outcome(item.id, item.lease_token, DeliveryStatus.FAILED, error, now)
+            return DeliveryOutcome(item.id, item.lease_token, DeliveryStatus.FAILED, error, now)
         counts.retrying += 1
         retry_at = now + retry_delay(item.attempts, result.retry_after)
-        return Outcome(
+        return DeliveryOutcome(
             item.id, item.lease_token, DeliveryStatus.PENDING, result.error, now, retry_at=retry_at
         )
 
@@ -280,7 +261,7 @@ class IntegrationRelay:
         disabled: list[health.Disabled] = []
         try:
             async with self._sessionmaker() as db, db.begin():
-                await claims.record_outcomes(db=db, outcomes=outcomes)
+                await leases.record_outcomes(db=db, outcomes=outcomes)
                 attempts = [
                     {
                         "id": new_id(),

@@ -15,7 +15,7 @@ from lifeline.accounts.models import User
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession
 from lifeline.handoffs.models import Handoff
-from lifeline.notifications.claims import ClaimedDelivery
+from lifeline.notifications.leases import LeasedDelivery
 from lifeline.notifications.models import DeliveryKind
 
 TRANSCRIPT_TAIL = 5
@@ -91,7 +91,7 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Notification:
-    delivery: ClaimedDelivery
+    delivery: LeasedDelivery
     recipient: Recipient
     wave: Wave
 
@@ -104,7 +104,7 @@ class RenderedEmail:
 
 
 async def load_notifications(
-    *, db: AsyncSession, claimed: Sequence[ClaimedDelivery], base_url: str
+    *, db: AsyncSession, claimed: Sequence[LeasedDelivery], base_url: str
 ) -> list[Notification]:
     """Everything the channels need for these rows, in a handful of queries."""
     if not claimed:

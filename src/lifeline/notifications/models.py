@@ -37,7 +37,7 @@ class DeliveryKind(enum.StrEnum):
 # The waves that come after the escalation's own: once a handoff leaves the queue (claimed,
 # resolved, cancelled, expired) none of these is sent any more. Pending ones are skipped in
 # that transaction, and the relay sends them only while holding their rows against it (see
-# ``claims.hold_for_send``). The escalation's first wave is the escalation itself, not a
+# ``leases.hold_for_send``). The escalation's first wave is the escalation itself, not a
 # further notification: it is delivered (and retried) whatever happens next, with the relay's
 # row-by-row outcome writes.
 POLICY_KINDS = frozenset(

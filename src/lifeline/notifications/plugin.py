@@ -6,7 +6,6 @@ periodically); ``lifeline worker`` installs the same pieces and only sweeps.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
+from lifeline import sweeps
 from lifeline.after_commit import DispatchDeliveries
 from lifeline.context import AppContext
 from lifeline.db import utcnow
@@ -29,13 +29,14 @@ log = logging.getLogger(__name__)
 
 def install(ctx: AppContext) -> Relay:
     """Build the relay with its channels, register it, and send new waves after each commit."""
-    email = EmailChannel(ctx.settings, ctx.services)
-    channels: dict[str, DeliveryChannel] = {"email": email, "push": PushChannel(ctx.services)}
+    channels: dict[str, DeliveryChannel] = {
+        "email": EmailChannel(ctx.settings, ctx.is_online),
+        "push": PushChannel(ctx.is_online),
+    }
     relay = Relay(sessionmaker=ctx.sessionmaker, settings=ctx.settings, channels=channels)
     configure_email_cap(ctx.sessionmaker, ctx.settings.email_cap_per_hour)
-    ctx.services["relay"] = relay
-    ctx.services["mailer"] = email
-    ctx.after_commit.register(DispatchDeliveries, relay.handle_intent)
+    ctx.relay = relay
+    ctx.after_commit.register(DispatchDeliveries, relay.on_commit)
     return relay
 
 
@@ -77,28 +78,19 @@ async def sweep_once(*, ctx: AppContext, relay: Relay, now: datetime | None = No
     return SweepReport(steps=steps, deliveries=await relay.sweep())
 
 
-async def sweep_forever(*, ctx: AppContext, relay: Relay) -> None:
-    """Sweep now and then every ``sweep_interval_seconds``; a failed sweep is logged, not fatal."""
-    while True:
-        try:
-            report = await sweep_once(ctx=ctx, relay=relay)
-            if report.steps.total or report.deliveries.claimed or report.deliveries.abandoned:
-                log.info("notification sweep: %s", report)
-        except Exception:
-            log.exception("notification sweep failed")
-        await asyncio.sleep(ctx.settings.sweep_interval_seconds)
-
-
 async def notifications_plugin(_app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
     warn_about_configuration(ctx)
     relay = install(ctx)
-    sweeping = asyncio.get_running_loop().create_task(
-        sweep_forever(ctx=ctx, relay=relay), name="notification-sweeps"
-    )
+
+    async def sweep() -> None:
+        report = await sweep_once(ctx=ctx, relay=relay)
+        if report.steps.total or report.deliveries.claimed or report.deliveries.abandoned:
+            log.info("notification sweep: %s", report)
+
+    sweeping = sweeps.start(ctx.settings.sweep_interval_seconds, sweep, name="notification sweep")
 
     async def close() -> None:
-        sweeping.cancel()
-        await asyncio.gather(sweeping, return_exceptions=True)
+        await sweeps.stop(sweeping)
         await ctx.tasks.drain(wait_seconds=10)
         await relay.aclose()
 

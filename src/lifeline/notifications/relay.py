@@ -19,10 +19,10 @@ from lifeline import metrics
 from lifeline.after_commit import DispatchDeliveries
 from lifeline.config import Settings
 from lifeline.db import utcnow
-from lifeline.notifications import claims, content
+from lifeline.notifications import content, leases
 from lifeline.notifications.channels import DeliveryChannel, PermanentFailure
 from lifeline.notifications.channels.email import send_bound
-from lifeline.notifications.claims import ClaimedDelivery, Outcome
+from lifeline.notifications.leases import DeliveryOutcome, LeasedDelivery
 from lifeline.notifications.models import DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -89,11 +89,11 @@ class _OutcomeWriter:
         self, sessionmaker: async_sessionmaker[AsyncSession], *, retry_until: datetime
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._queue: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[DeliveryOutcome | None] = asyncio.Queue()
         self._retry_until = retry_until
         self.written = 0
 
-    def put(self, outcome: Outcome) -> None:
+    def put(self, outcome: DeliveryOutcome) -> None:
         self._queue.put_nowait(outcome)
 
     def close(self) -> None:
@@ -102,7 +102,7 @@ class _OutcomeWriter:
     async def run(self) -> None:
         closed = False
         while not closed:
-            batch: list[Outcome] = []
+            batch: list[DeliveryOutcome] = []
             item = await self._queue.get()
             # Gather what else finishes within a moment: one transaction for many outcomes.
             deadline = asyncio.get_running_loop().time() + OUTCOME_WINDOW_SECONDS
@@ -121,12 +121,12 @@ class _OutcomeWriter:
             if batch:
                 await self._write(batch)
 
-    async def _write(self, batch: list[Outcome]) -> None:
+    async def _write(self, batch: list[DeliveryOutcome]) -> None:
         pause = WRITE_RETRY_FIRST_SECONDS
         while True:
             try:
                 async with self._sessionmaker() as db, db.begin():
-                    self.written += await claims.record_outcomes(db=db, outcomes=batch)
+                    self.written += await leases.record_outcomes(db=db, outcomes=batch)
                 return
             except Exception:
                 if utcnow() + timedelta(seconds=pause) >= self._retry_until:
@@ -162,12 +162,12 @@ class Relay:
     def _lease(self) -> timedelta:
         return timedelta(seconds=self._settings.delivery_lease_seconds)
 
-    async def handle_intent(self, intent: DispatchDeliveries) -> None:
+    async def on_commit(self, effect: DispatchDeliveries) -> None:
         """After-commit handler: send a fresh wave now. Never raises; the sweep is the backstop."""
         try:
-            await self.dispatch(intent.delivery_ids)
+            await self.dispatch(effect.delivery_ids)
         except Exception:
-            log.exception("dispatch of %d deliveries failed", len(intent.delivery_ids))
+            log.exception("dispatch of %d deliveries failed", len(effect.delivery_ids))
 
     async def dispatch(self, ids: Sequence[str]) -> DeliveryCounts:
         """Claim and send exactly these rows (those nobody else holds)."""
@@ -182,7 +182,7 @@ class Relay:
         counts = DeliveryCounts()
         moment = now or utcnow()
         async with self._sessionmaker() as db, db.begin():
-            counts.abandoned = await claims.fail_abandoned(
+            counts.abandoned = await leases.fail_abandoned(
                 db=db,
                 now=moment,
                 max_attempts=self._settings.delivery_max_attempts,
@@ -197,7 +197,7 @@ class Relay:
 
     async def _round(self, *, ids: Sequence[str] | None, now: datetime) -> DeliveryCounts:
         async with self._sessionmaker() as db, db.begin():
-            claimed = await claims.claim(
+            claimed = await leases.take(
                 db=db,
                 now=now,
                 lease=self._lease,
@@ -213,10 +213,10 @@ class Relay:
         return counts
 
     async def _send(
-        self, claimed: list[ClaimedDelivery], *, lease_expires_at: datetime
+        self, claimed: list[LeasedDelivery], *, lease_expires_at: datetime
     ) -> DeliveryCounts:
-        gated = [c for c in claimed if claims.is_gated(c)]
-        free = [c for c in claimed if not claims.is_gated(c)]
+        gated = [c for c in claimed if leases.is_gated(c)]
+        free = [c for c in claimed if not leases.is_gated(c)]
         counts = DeliveryCounts()
         if gated:
             counts.add(await self._send_gated(gated, lease_expires_at=lease_expires_at))
@@ -225,7 +225,7 @@ class Relay:
         return counts
 
     async def _send_gated(
-        self, claimed: list[ClaimedDelivery], *, lease_expires_at: datetime
+        self, claimed: list[LeasedDelivery], *, lease_expires_at: datetime
     ) -> DeliveryCounts:
         """Later policy waves: sent and recorded inside one transaction that holds their rows,
         so a claim (which skips them) either commits first and nothing is sent, or waits for
@@ -235,7 +235,7 @@ class Relay:
         start_by = lease_expires_at - send_bound(self._settings)
         try:
             async with self._sessionmaker() as db, db.begin():
-                held = await claims.hold_for_send(db=db, claimed=claimed)
+                held = await leases.hold_for_send(db=db, claimed=claimed)
                 notifications = await content.load_notifications(
                     db=db,
                     claimed=[c for c in claimed if c.id in held],
@@ -244,7 +244,7 @@ class Relay:
                 outcomes = await asyncio.gather(
                     *(self._deliver(n, start_by=start_by) for n in notifications)
                 )
-                written = await claims.record_outcomes(db=db, outcomes=outcomes)
+                written = await leases.record_outcomes(db=db, outcomes=outcomes)
         except Exception:
             # Leased and counted as an attempt: retried after the lease, dead-lettered at last.
             log.exception("could not send %d policy deliveries", len(claimed))
@@ -255,7 +255,7 @@ class Relay:
         counts.lease_lost = len(outcomes) - written
         return counts
 
-    def _tally(self, counts: DeliveryCounts, outcomes: Sequence[Outcome]) -> None:
+    def _tally(self, counts: DeliveryCounts, outcomes: Sequence[DeliveryOutcome]) -> None:
         for outcome in outcomes:
             if outcome.status == DeliveryStatus.SENT:
                 counts.sent += 1
@@ -267,7 +267,7 @@ class Relay:
                 counts.retrying += 1
 
     async def _send_free(
-        self, claimed: list[ClaimedDelivery], *, lease_expires_at: datetime
+        self, claimed: list[LeasedDelivery], *, lease_expires_at: datetime
     ) -> DeliveryCounts:
         counts = DeliveryCounts(claimed=len(claimed))
         try:
@@ -284,7 +284,7 @@ class Relay:
         # Never start a send that could outlive the lease: another sender may take the row then.
         start_by = lease_expires_at - send_bound(self._settings)
 
-        async def one(notification: content.Notification) -> Outcome:
+        async def one(notification: content.Notification) -> DeliveryOutcome:
             outcome = await self._deliver(notification, start_by=start_by)
             channel = notification.delivery.channel
             if not outcome.refund_attempt:
@@ -302,11 +302,13 @@ class Relay:
         counts.lease_lost = len(outcomes) - writer.written
         return counts
 
-    async def _deliver(self, notification: content.Notification, *, start_by: datetime) -> Outcome:
+    async def _deliver(
+        self, notification: content.Notification, *, start_by: datetime
+    ) -> DeliveryOutcome:
         """One send, fully isolated: whatever happens becomes this row's outcome."""
         delivery = notification.delivery
         if utcnow() > start_by:
-            return Outcome(
+            return DeliveryOutcome(
                 delivery.id,
                 delivery.lease_token,
                 DeliveryStatus.PENDING,
@@ -322,7 +324,7 @@ class Relay:
             result = await channel.deliver(notification)
         except PermanentFailure as exc:
             log.warning("delivery %s failed for good: %s", delivery.id, exc)
-            return Outcome(
+            return DeliveryOutcome(
                 delivery.id, delivery.lease_token, DeliveryStatus.FAILED, _describe(exc), utcnow()
             )
         except Exception as exc:
@@ -330,7 +332,7 @@ class Relay:
             error = _describe(exc)
             if delivery.attempts >= self._settings.delivery_max_attempts:
                 log.warning("delivery %s failed after %d attempts", delivery.id, delivery.attempts)
-                return Outcome(
+                return DeliveryOutcome(
                     delivery.id,
                     delivery.lease_token,
                     DeliveryStatus.FAILED,
@@ -339,7 +341,7 @@ class Relay:
                 )
             retry_at = now + retry_delay(self._settings, delivery.attempts)
             log.info("delivery %s attempt %d failed (%s)", delivery.id, delivery.attempts, error)
-            return Outcome(
+            return DeliveryOutcome(
                 delivery.id,
                 delivery.lease_token,
                 DeliveryStatus.PENDING,
@@ -347,7 +349,9 @@ class Relay:
                 now,
                 retry_at=retry_at,
             )
-        return Outcome(delivery.id, delivery.lease_token, result.status, result.reason, utcnow())
+        return DeliveryOutcome(
+            delivery.id, delivery.lease_token, result.status, result.reason, utcnow()
+        )
 
     async def aclose(self) -> None:
         for channel in self._channels.values():

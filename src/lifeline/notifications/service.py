@@ -6,8 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline.accounts.models import User
-from lifeline.errors import Forbidden, NotFound
-from lifeline.handoffs.models import Handoff, Intent
+from lifeline.errors import Forbidden
+from lifeline.handoffs import service as handoffs
 from lifeline.handoffs.service import may_read_deliveries
 from lifeline.notifications.models import Delivery
 from lifeline.pagination import keyset, page
@@ -20,15 +20,7 @@ async def list_deliveries(
 
     Webhook and Slack deliveries about the handoff are listed too (they have no recipient).
     """
-    handoff = await db.scalar(
-        select(Handoff).where(
-            Handoff.id == handoff_id,
-            Handoff.account_id == user.account_id,
-            (Handoff.intent == Intent.ESCALATE) | (Handoff.created_by == user.id),
-        )
-    )
-    if handoff is None:
-        raise NotFound("Handoff not found")
+    handoff = await handoffs.find_handoff(db=db, user=user, handoff_id=handoff_id)
     if not may_read_deliveries(user, handoff):
         raise Forbidden("Admin, owner or the escalator access required")
     query = keyset(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, or_, true
 
-from lifeline.accounts.models import MANAGER_ROLES, Role, User
+from lifeline.accounts.models import User, is_manager
 from lifeline.realtime.events import RESTRICTED_PREFIX
 from lifeline.realtime.models import AUDIENCE_ACCOUNT, Event, audience_user
 
@@ -24,7 +24,7 @@ class Viewer:
         return cls(
             user_id=user.id,
             account_id=user.account_id,
-            is_manager=Role(user.role) in MANAGER_ROLES,
+            is_manager=is_manager(user),
         )
 
 

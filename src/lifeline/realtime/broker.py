@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from dataclasses import asdict
+from typing import Protocol
 
+from lifeline.after_commit import DropConnections, PublishEvent
 
-@dataclass(frozen=True)
-class EventNotice:
-    """A committed event for live connections: the wire message and who may see it."""
-
-    account_id: str
-    audience: str
-    message: dict[str, Any]
-
-    @property
-    def event_id(self) -> int:
-        return int(self.message["id"])
-
-
-@dataclass(frozen=True)
-class DropNotice:
-    """Close a user's connections: all of them, or those of one token or one web session."""
-
-    user_id: str
-    token_id: str | None = None
-    web_session_id: str | None = None
-
-
-Notice = EventNotice | DropNotice
+# The after-commit side effects themselves travel: no second type, no translation.
+Notice = PublishEvent | DropConnections
 
 
 def encode(notice: Notice, *, origin: str) -> str:
-    kind = "event" if isinstance(notice, EventNotice) else "drop"
+    kind = "event" if isinstance(notice, PublishEvent) else "drop"
     return json.dumps({"kind": kind, "origin": origin, **asdict(notice)}, separators=(",", ":"))
 
 
@@ -43,9 +23,9 @@ def decode(raw: str | bytes) -> tuple[str, Notice]:
         body = json.loads(raw)
         kind, origin = body.pop("kind"), body.pop("origin")
         if kind == "event":
-            return origin, EventNotice(**body)
+            return origin, PublishEvent(**body)
         if kind == "drop":
-            return origin, DropNotice(**body)
+            return origin, DropConnections(**body)
     except (TypeError, KeyError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not a broker notice: {exc}") from exc
     raise ValueError(f"unknown notice kind {kind!r}")

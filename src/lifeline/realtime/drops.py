@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from lifeline.after_commit import AfterCommitRunner, DropConnections
 from lifeline.config import Settings
-from lifeline.realtime.broker import DropNotice, encode
+from lifeline.realtime.broker import encode
 from lifeline.realtime.redis_broker import CHANNEL, redis_client
 
 
@@ -15,13 +15,8 @@ def register(runner: AfterCommitRunner, settings: Settings) -> Callable[[], Awai
     assert settings.redis_url is not None
     client = redis_client(settings.redis_url, health_check_seconds=settings.heartbeat_seconds)
 
-    async def publish(intent: DropConnections) -> None:
-        notice = DropNotice(
-            user_id=intent.user_id,
-            token_id=intent.token_id,
-            web_session_id=intent.web_session_id,
-        )
-        await client.publish(CHANNEL, encode(notice, origin="command-line"))
+    async def publish(drop: DropConnections) -> None:
+        await client.publish(CHANNEL, encode(drop, origin="command-line"))
 
     runner.register(DropConnections, publish)
     return client.aclose

@@ -46,7 +46,6 @@ async def record_event(
     after_commit.record(
         db,
         after_commit.PublishEvent(
-            event_id=event.id,
             account_id=account_id,
             audience=audience,
             message=event_message(event),

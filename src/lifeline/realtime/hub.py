@@ -23,10 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lifeline import metrics
 from lifeline.accounts import service as accounts
+from lifeline.after_commit import DropConnections
 from lifeline.db import new_id
 from lifeline.realtime import service
 from lifeline.realtime.audience import Viewer, may_see
-from lifeline.realtime.broker import DropNotice, Notice
+from lifeline.realtime.broker import Notice
 from lifeline.realtime.events import event_message
 from lifeline.realtime.presence import MemoryPresence, Presence
 from lifeline.realtime.waiters import Waiters
@@ -126,18 +127,18 @@ class Connection:
         viewer: Viewer,
         token_id: str | None,
         web_session_id: str | None,
-        floor: int | None,
-        origin: int,
+        client_last_id: int | None,
+        latest_at_connect: int,
         queue_size: int,
     ) -> None:
         self.id = new_id()
         self.viewer = viewer
         self.token_id = token_id
         self.web_session_id = web_session_id
-        # The client has everything up to ``floor`` (its Last-Event-ID), if it said so.
-        self.floor = floor
+        # The client has everything up to ``client_last_id`` (its Last-Event-ID), if it said so.
+        self.client_last_id = client_last_id
         # The newest event when it connected: catch-up after a broker gap starts above it.
-        self.origin = origin if floor is None else floor
+        self.latest_at_connect = latest_at_connect if client_last_id is None else client_last_id
         self.mailbox = Mailbox()
         self.queue_size = queue_size
         self.closing: Closing | None = None
@@ -166,7 +167,7 @@ class Connection:
 
     def wants(self, event_id: int) -> bool:
         """Not yet sent on this connection and not already held by the client."""
-        if self.floor is not None and event_id <= self.floor:
+        if self.client_last_id is not None and event_id <= self.client_last_id:
             return False
         return event_id > self._forgotten and event_id not in self._sent
 
@@ -181,7 +182,7 @@ class Connection:
     @property
     def catch_up_from(self) -> int:
         """Events above this id might not have reached the connection."""
-        return max(self.origin, self._forgotten)
+        return max(self.latest_at_connect, self._forgotten)
 
 
 class Hub:
@@ -212,16 +213,16 @@ class Hub:
         *,
         token_id: str | None = None,
         web_session_id: str | None = None,
-        floor: int | None = None,
-        origin: int = 0,
+        client_last_id: int | None = None,
+        latest_at_connect: int = 0,
     ) -> Connection:
         """Subscribe a new connection; live events queue up from this moment."""
         conn = Connection(
             viewer=viewer,
             token_id=token_id,
             web_session_id=web_session_id,
-            floor=floor,
-            origin=origin,
+            client_last_id=client_last_id,
+            latest_at_connect=latest_at_connect,
             queue_size=self.queue_size,
         )
         self._by_account.setdefault(viewer.account_id, set()).add(conn)
@@ -258,7 +259,7 @@ class Hub:
     # -- what the broker hands us ------------------------------------------------------------
 
     def deliver(self, notice: Notice) -> None:
-        if isinstance(notice, DropNotice):
+        if isinstance(notice, DropConnections):
             self.drop(notice)
             return
         self.waiters.notify(notice)
@@ -268,7 +269,7 @@ class Hub:
                 envelope = envelope or Envelope.of(notice.message)
                 conn.offer(envelope)
 
-    def drop(self, notice: DropNotice) -> None:
+    def drop(self, notice: DropConnections) -> None:
         for conn in tuple(self._by_user.get(notice.user_id, ())):
             if notice.token_id is not None and conn.token_id != notice.token_id:
                 continue
@@ -313,8 +314,8 @@ class Hub:
         The connection is subscribed before this runs, so whatever commits during the replay is
         waiting in its queue, and what the replay already sent is skipped there.
         """
-        if conn.floor is not None:
-            after = conn.floor
+        if conn.client_last_id is not None:
+            after = conn.client_last_id
             while conn.closing is None:
                 async with self.sessionmaker() as db:
                     rows = await service.events_for_viewer(

@@ -9,16 +9,14 @@ from fastapi import FastAPI
 from lifeline.after_commit import DropConnections, PublishEvent
 from lifeline.context import AppContext
 from lifeline.db import new_id
-from lifeline.realtime.broker import Broker, DropNotice, EventNotice, MemoryBroker
-from lifeline.realtime.fast_path import WebSocketFastPath
+from lifeline.realtime.broker import Broker, MemoryBroker
 from lifeline.realtime.hub import Hub
 from lifeline.realtime.presence import RedisPresence
 from lifeline.realtime.redis_broker import RedisBroker, redis_client
-from lifeline.realtime.router import WEBSOCKET_PATH, websocket_stream
 
 
-async def realtime_plugin(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
-    """Registers ``hub``, ``broker`` and ``presence`` (``await is_online(user_id)``) services."""
+async def realtime_plugin(_app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
+    """Sets the context's ``hub`` and ``presence``; the broker carries side effects to hubs."""
     settings = ctx.settings
     hub = Hub(sessionmaker=ctx.sessionmaker, heartbeat_seconds=settings.heartbeat_seconds)
     broker: Broker
@@ -34,34 +32,11 @@ async def realtime_plugin(app: FastAPI, ctx: AppContext) -> Callable[[], Awaitab
         )
     else:
         broker = MemoryBroker(hub)
-    ctx.services.update(hub=hub, broker=broker, presence=hub.presence)
+    ctx.hub, ctx.presence = hub, hub.presence
 
-    async def publish_event(intent: PublishEvent) -> None:
-        await broker.publish(
-            EventNotice(
-                account_id=intent.account_id, audience=intent.audience, message=intent.message
-            )
-        )
-
-    async def drop_connections(intent: DropConnections) -> None:
-        await broker.publish(
-            DropNotice(
-                user_id=intent.user_id,
-                token_id=intent.token_id,
-                web_session_id=intent.web_session_id,
-            )
-        )
-
-    ctx.after_commit.register(PublishEvent, publish_event)
-    ctx.after_commit.register(DropConnections, drop_connections)
-    # Not in `lifeline worker`, which has no app: it runs this plugin for the broker and presence.
-    if isinstance(app, FastAPI):
-        # Built here if the server hasn't yet (tests drive the lifespan directly); Starlette only
-        # builds it when it is missing, so this one is what every connection goes through.
-        stack = app.middleware_stack or app.build_middleware_stack()
-        app.middleware_stack = WebSocketFastPath(
-            stack, path=WEBSOCKET_PATH, endpoint=websocket_stream
-        )
+    # Both side effects go to every process's hub as they are.
+    ctx.after_commit.register(PublishEvent, broker.publish)
+    ctx.after_commit.register(DropConnections, broker.publish)
     await broker.start()
     await hub.presence.refresh()
     await hub.start()

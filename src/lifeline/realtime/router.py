@@ -19,11 +19,11 @@ from starlette.websockets import WebSocketDisconnect
 from lifeline.accounts import service as accounts
 from lifeline.context import AppContext
 from lifeline.db import unit_of_work
-from lifeline.deps import ContextDep, CurrentUser, PageParams, SessionDep
+from lifeline.deps import ContextDep, CurrentUser, PageParams, Principal, SessionDep, authenticate
 from lifeline.errors import LifelineError, TooManyRequests
 from lifeline.realtime import service
 from lifeline.realtime.audience import Viewer
-from lifeline.realtime.auth import StreamPrincipal, authenticate_stream, parse_last_event_id
+from lifeline.realtime.auth import parse_last_event_id
 from lifeline.realtime.hub import CLOSE_SLOW, Connection, Hub
 from lifeline.realtime.schemas import PresenceItem, PresenceList, UserRef
 
@@ -57,8 +57,8 @@ CLOSE_TOO_MANY = 1008
 
 
 def realtime_hub(ctx: AppContext) -> Hub:
-    hub = ctx.services.get("hub")
-    if not isinstance(hub, Hub):
+    hub = ctx.hub
+    if hub is None:
         raise Unavailable("Real-time push is not running in this process")
     return hub
 
@@ -67,9 +67,9 @@ def realtime_hub(ctx: AppContext) -> Hub:
 class Opening:
     """An authenticated stream about to subscribe."""
 
-    principal: StreamPrincipal
-    floor: int | None
-    origin: int
+    principal: Principal
+    client_last_id: int | None
+    latest_at_connect: int
 
     async def check_cap(self, hub: Hub, cap: int) -> None:
         """Refuse a stream over the user's cap, counting their streams in every process."""
@@ -85,19 +85,21 @@ class Opening:
             Viewer.of(self.principal.user),
             token_id=self.principal.token_id,
             web_session_id=self.principal.web_session_id,
-            floor=self.floor,
-            origin=self.origin,
+            client_last_id=self.client_last_id,
+            latest_at_connect=self.latest_at_connect,
         )
 
 
 async def open_stream(conn: HTTPConnection, ctx: AppContext, last_event_id: str | None) -> Opening:
-    floor = parse_last_event_id(conn.headers.get("last-event-id"), last_event_id)
+    client_last_id = parse_last_event_id(conn.headers.get("last-event-id"), last_event_id)
     async with unit_of_work(ctx.sessionmaker, ctx.after_commit) as db:
-        principal = await authenticate_stream(db=db, conn=conn, base_url=ctx.settings.base_url)
+        principal = await authenticate(conn, db, stream_origin=ctx.settings.base_url)
         latest = await service.latest_event_id(db=db, account_id=principal.user.account_id)
     conn.state.user_id = principal.user.id
     # An id from the future (say, from before a database restore) replays nothing and skips nothing.
-    return Opening(principal, None if floor is None else min(floor, latest), latest)
+    return Opening(
+        principal, None if client_last_id is None else min(client_last_id, latest), latest
+    )
 
 
 @router.get(

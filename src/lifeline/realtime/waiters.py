@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from lifeline.realtime.broker import EventNotice
+from lifeline.after_commit import PublishEvent
 
 
 class Watch:
@@ -58,7 +58,7 @@ class Waiters:
             if not members:
                 self._by_session.pop(session_id, None)
 
-    def notify(self, notice: EventNotice) -> bool:
+    def notify(self, notice: PublishEvent) -> bool:
         """Hand the event to whoever waits on its session; → whether anyone did."""
         data = notice.message.get("data")
         session_id = data.get("session_id") if isinstance(data, dict) else None

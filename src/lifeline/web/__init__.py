@@ -42,5 +42,5 @@ async def web_plugin(_app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[N
     """Start-up: the sign-in throttle, shared through Redis when the processes share one."""
     redis_url = ctx.settings.redis_url
     store = RedisAttempts.from_url(redis_url) if redis_url else MemoryAttempts()
-    ctx.services["login_throttle"] = LoginThrottle(store)
+    ctx.login_throttle = LoginThrottle(store)
     return store.close

@@ -16,10 +16,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lifeline.accounts import service as accounts
+from lifeline.accounts import sign_in
 from lifeline.context import AppContext
 from lifeline.deps import SESSION_COOKIE, ContextDep, Principal, SessionDep
 from lifeline.errors import Forbidden, Unauthorized
-from lifeline.web import sessions
 from lifeline.web.routing import (
     PageRoute,
     PageUser,
@@ -51,17 +51,15 @@ def _secret_key(request: Request) -> str:
 
 
 def login_throttle(ctx: AppContext) -> LoginThrottle:
-    throttle = ctx.services.get("login_throttle")
-    if throttle is None:
-        throttle = ctx.services["login_throttle"] = LoginThrottle(MemoryAttempts())
-    assert isinstance(throttle, LoginThrottle)
-    return throttle
+    if ctx.login_throttle is None:
+        ctx.login_throttle = LoginThrottle(MemoryAttempts())
+    return ctx.login_throttle
 
 
 async def get_web_principal(request: Request, db: SessionDep) -> Principal:
     """The signed-in person behind the session cookie, or a redirect to the sign-in page."""
     cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie or not sessions.is_well_formed(cookie, secret_key=_secret_key(request)):
+    if not cookie or not sign_in.is_well_formed(cookie, secret_key=_secret_key(request)):
         raise SignInRequired
     try:
         user, web_session = await accounts.authenticate_web_session(db=db, secret=cookie)
@@ -77,7 +75,7 @@ async def get_web_principal(request: Request, db: SessionDep) -> Principal:
 async def signed_in_page_user(request: Request) -> PageUser | None:
     """Who is signed in, for a page rendered outside any route (an unknown path's 404)."""
     cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie or not sessions.is_well_formed(cookie, secret_key=_secret_key(request)):
+    if not cookie or not sign_in.is_well_formed(cookie, secret_key=_secret_key(request)):
         return None
     ctx: AppContext = request.app.state.ctx
     async with ctx.sessionmaker() as db:
@@ -234,8 +232,8 @@ async def login_submit(
     if wait:
         return _too_many(request, email, next_url, wait)
     try:
-        user = await sessions.check_password(db=db, email=email, password=password[:1000])
-    except sessions.InvalidCredentials:
+        user = await sign_in.check_password(db=db, email=email, password=password[:1000])
+    except sign_in.InvalidCredentials:
         wait = await throttle.failed(email=email, address=address, device=device)
         if wait:
             return _too_many(request, email, next_url, wait)
@@ -243,12 +241,12 @@ async def login_submit(
             request, email=email, next_url=next_url, error=BAD_CREDENTIALS, status_code=401
         )
     await throttle.succeeded(email=email, device=device)
-    opened = await sessions.open_session(db=db, user=user, secret_key=_secret_key(request))
+    opened = await sign_in.open_session(db=db, user=user, secret_key=_secret_key(request))
     response = redirect(request, next_url)
     response.set_cookie(
         SESSION_COOKIE,
         opened.cookie_value,
-        max_age=int(sessions.SESSION_LIFETIME.total_seconds()),
+        max_age=int(sign_in.SESSION_LIFETIME.total_seconds()),
         httponly=True,
         samesite="lax",
         secure=_secure(request),
@@ -283,7 +281,7 @@ def _too_many(request: Request, email: str, next_url: str, wait: int) -> Respons
 @router.post("/logout")
 async def logout(request: Request, db: SessionDep, principal: FormPrincipal) -> Response:
     assert principal.web_session_id is not None
-    await sessions.revoke_session(
+    await sign_in.revoke_session(
         db=db, web_session_id=principal.web_session_id, user_id=principal.user.id
     )
     response = redirect(request, "/login", notice="You are signed out.")

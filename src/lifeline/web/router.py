@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request, Response
 
 from lifeline import metrics
-from lifeline.accounts.models import Role, User
+from lifeline.accounts.models import Role, User, is_senior
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession, MessageRole, SessionSource, SessionStatus
 from lifeline.ai_sessions.schemas import MAX_MESSAGE_LENGTH, MessageCreate
@@ -39,7 +39,7 @@ def page_context(principal: Principal, **values: Any) -> dict[str, Any]:
 
 
 def require_senior(user: User) -> None:
-    if not views.is_senior(user):
+    if not is_senior(user):
         raise Forbidden("Engineer or admin access required")
 
 
@@ -59,7 +59,7 @@ async def queue_page(
         db=db, user=user, status=HandoffStatus.CLAIMED, cursor=None, limit=QUEUE_PAGE
     )
     names = await views.member_names(db=db, account_id=user.account_id)
-    senior = views.is_senior(user)
+    senior = is_senior(user)
     items = [
         {
             "handoff": h,
@@ -116,7 +116,7 @@ async def my_sessions_page(
             status=status,
             statuses=list(SessionStatus),
             # A viewer could start a session but never escalate it: not offered.
-            can_start=views.is_senior(principal.user),
+            can_start=is_senior(principal.user),
         ),
     )
 
@@ -162,7 +162,7 @@ def _session_actions(
     # Once resolved, escalating again is the session creator's call, not the resolver's.
     resolved = latest_escalation is not None and latest_escalation.status == HandoffStatus.RESOLVED
     may_hand_off = not resolved or session.created_by == user.id
-    senior = views.is_senior(user)
+    senior = is_senior(user)
     claimed_by_me = active is not None and (
         active.status == HandoffStatus.CLAIMED and active.claimed_by == user.id
     )

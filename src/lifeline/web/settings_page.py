@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline.accounts import passwords, schemas
 from lifeline.accounts import service as accounts
-from lifeline.accounts.models import EmailPreference, Role, User
+from lifeline.accounts.models import EmailPreference, Role, User, is_manager
 from lifeline.deps import Principal, SessionDep
 from lifeline.errors import Conflict, Forbidden, Unprocessable
+from lifeline.members import service as members
 from lifeline.policies import service as policies
 from lifeline.policies.schemas import EscalationPolicy
 from lifeline.web import views
@@ -36,7 +37,7 @@ PREFERENCES = [
 
 
 def require_manager(user: User) -> None:
-    if not views.is_manager(user):
+    if not is_manager(user):
         raise Forbidden("Admin or owner access required")
 
 
@@ -63,7 +64,7 @@ async def _render_settings(
     user = principal.user
     account = await accounts.get_account(db=db, account_id=user.account_id)
     tokens, _ = await accounts.list_tokens(db=db, user=user, cursor=None, limit=100)
-    manager = views.is_manager(user)
+    manager = is_manager(user)
     members = await _all_members(db, user.account_id) if manager else []
     roles = [r for r in Role if r != Role.OWNER or user.role == Role.OWNER]
     policy = await policies.get_policy(db=db, account_id=user.account_id)
@@ -252,7 +253,7 @@ async def change_role(
 ) -> Response:
     require_manager(principal.user)
     try:
-        member = await accounts.update_user(
+        member = await members.update_member(
             db=db, actor=principal.user, user_id=user_id, role=role, name=None
         )
     except Conflict as exc:
@@ -266,7 +267,7 @@ async def remove_member(
 ) -> Response:
     require_manager(principal.user)
     try:
-        member = await accounts.soft_delete_user(db=db, actor=principal.user, user_id=user_id)
+        member = await members.remove_member(db=db, actor=principal.user, user_id=user_id)
     except Conflict as exc:
         raise Bounce("/settings#team", error=exc.detail) from exc
     return redirect(request, "/settings#team", notice=f"{member.name} was removed from the team.")

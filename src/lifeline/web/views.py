@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lifeline.accounts.models import MANAGER_ROLES, SENIOR_ROLES, Role, User
+from lifeline.accounts.models import User
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import Message
 from lifeline.handoffs import service as handoffs
@@ -22,14 +22,6 @@ TRANSCRIPT_MAX = 2_000
 DELIVERIES_MAX = 1_000
 # Who an integration delivery went to, in place of a recipient's name.
 _INTEGRATION_TARGETS = {"webhook": "a webhook endpoint", "slack": "the Slack channel"}
-
-
-def is_senior(user: User) -> bool:
-    return Role(user.role) in SENIOR_ROLES
-
-
-def is_manager(user: User) -> bool:
-    return Role(user.role) in MANAGER_ROLES
 
 
 async def member_names(*, db: AsyncSession, account_id: str) -> dict[str, str]:

@@ -8,9 +8,9 @@ and raises for failures; the relay turns an exception into a retry or, when the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from lifeline.notifications.content import Notification
 from lifeline.notifications.models import DeliveryStatus
@@ -44,17 +44,6 @@ class DeliveryChannel(Protocol):
     async def aclose(self) -> None: ...
 
 
-class Presence(Protocol):
-    async def is_online(self, user_id: str) -> bool: ...
-
-
-async def is_online(services: Mapping[str, Any], user_id: str) -> bool:
-    """Presence from the real-time layer; without one (or if it fails) everyone is offline."""
-    presence: Presence | None = services.get("presence")
-    if presence is None:
-        return False
-    try:
-        return bool(await presence.is_online(user_id))
-    except Exception:
-        log.warning("presence lookup failed; counting %s as offline", user_id, exc_info=True)
-        return False
+# Whether a user has a live connection anywhere (``AppContext.is_online``): read at send time,
+# since the real-time layer may start after the channels are built.
+OnlineCheck = Callable[[str], Awaitable[bool]]

@@ -6,7 +6,6 @@ import asyncio
 import re
 import time
 import unicodedata
-from collections.abc import Mapping
 from datetime import timedelta
 from email import policy
 from email.headerregistry import Address
@@ -20,7 +19,7 @@ import aiosmtplib
 
 from lifeline.accounts.models import EmailPreference
 from lifeline.config import Settings
-from lifeline.notifications.channels import ChannelResult, PermanentFailure, is_online
+from lifeline.notifications.channels import ChannelResult, OnlineCheck, PermanentFailure
 from lifeline.notifications.content import Notification, Wave, render_email
 from lifeline.notifications.models import DeliveryKind
 from lifeline.notifications.outbox import OPTED_OUT, message_id_for
@@ -187,9 +186,9 @@ def _permanent(exc: aiosmtplib.SMTPException) -> bool:
 class EmailChannel:
     name = "email"
 
-    def __init__(self, settings: Settings, services: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Settings, is_online: OnlineCheck) -> None:
         self._settings = settings
-        self._services = services
+        self._is_online = is_online
         self._pool = SmtpPool(settings) if settings.smtp_configured else None
 
     async def deliver(self, notification: Notification) -> ChannelResult:
@@ -201,9 +200,7 @@ class EmailChannel:
         preference = recipient.email_notifications
         if preference == EmailPreference.NEVER:
             return ChannelResult.skipped(OPTED_OUT)
-        if preference == EmailPreference.OFFLINE_ONLY and await is_online(
-            self._services, recipient.id
-        ):
+        if preference == EmailPreference.OFFLINE_ONLY and await self._is_online(recipient.id):
             return ChannelResult.skipped(ONLINE)
         message = build_message(notification, mail_from=self._settings.mail_from)
         try:

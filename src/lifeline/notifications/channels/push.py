@@ -6,10 +6,7 @@ recipient, whether anyone was there to receive it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from lifeline.notifications.channels import ChannelResult, is_online
+from lifeline.notifications.channels import ChannelResult, OnlineCheck
 from lifeline.notifications.content import Notification
 
 OFFLINE = "offline: no live connection"
@@ -18,14 +15,13 @@ OFFLINE = "offline: no live connection"
 class PushChannel:
     name = "push"
 
-    def __init__(self, services: Mapping[str, Any]) -> None:
-        # Read at send time: the real-time layer may register presence after this is built.
-        self._services = services
+    def __init__(self, is_online: OnlineCheck) -> None:
+        self._is_online = is_online
 
     async def deliver(self, notification: Notification) -> ChannelResult:
         if not notification.recipient.active:
             return ChannelResult.skipped("recipient removed")
-        if await is_online(self._services, notification.recipient.id):
+        if await self._is_online(notification.recipient.id):
             return ChannelResult.sent()
         return ChannelResult.skipped(OFFLINE)
 

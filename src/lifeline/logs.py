@@ -27,10 +27,6 @@ _RECORD_ATTRS = frozenset(
 )
 
 
-def current_request_id() -> str | None:
-    return request_id_var.get()
-
-
 class RequestContextFilter(logging.Filter):
     """Stamps each record with the request id of the context it was logged from."""
 
@@ -132,11 +128,11 @@ def logging_config(*, json_lines: bool, level: str = "INFO", demo: bool = False)
     the event stream, and the mail sink's SMTP conversation kept quiet.
     """
     if json_lines:
-        formatter = "lifeline.logging.JsonFormatter"
+        formatter = "lifeline.logs.JsonFormatter"
     elif demo:
-        formatter = "lifeline.logging.DemoFormatter"
+        formatter = "lifeline.logs.DemoFormatter"
     else:
-        formatter = "lifeline.logging.HumanFormatter"
+        formatter = "lifeline.logs.HumanFormatter"
     filters = ["request", "routine"] if demo else ["request"]
     loggers: dict[str, Any] = {
         "uvicorn": {"level": level.upper(), "handlers": [], "propagate": True},
@@ -150,8 +146,8 @@ def logging_config(*, json_lines: bool, level: str = "INFO", demo: bool = False)
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {
-            "request": {"()": "lifeline.logging.RequestContextFilter"},
-            "routine": {"()": "lifeline.logging.RoutineRequestFilter"},
+            "request": {"()": "lifeline.logs.RequestContextFilter"},
+            "routine": {"()": "lifeline.logs.RoutineRequestFilter"},
         },
         "formatters": {"lifeline": {"()": formatter}},
         "handlers": {

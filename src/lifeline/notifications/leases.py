@@ -1,7 +1,8 @@
-"""Leases on outbox rows: claim, record the outcome under the lease, give up on the exhausted.
+"""Delivery leases on outbox rows: take them, record the outcome under the lease, give up on the
+exhausted. (A lease is a sender's hold on a row; a *claim* is a person's Pick Up.)
 
-A claim is one atomic statement, ``UPDATE … WHERE id IN (SELECT … [FOR UPDATE SKIP LOCKED])
-RETURNING``: on PostgreSQL the row locks let concurrent claimers skip each other's rows, on
+Taking leases is one atomic statement, ``UPDATE … WHERE id IN (SELECT … [FOR UPDATE SKIP LOCKED])
+RETURNING``: on PostgreSQL the row locks let concurrent senders skip each other's rows, on
 SQLite the engine's ``BEGIN IMMEDIATE`` makes the statement run alone. Either way a row goes to
 one sender, who holds it until ``lease_expires_at``; every outcome write is conditioned on the
 lease token, so a slow sender whose lease was taken over can't overwrite the new holder's result.
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, Table, bindparam, or_, select, update
+from sqlalchemy import CursorResult, Row, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline.handoffs.models import Handoff, HandoffStatus
@@ -26,7 +27,7 @@ _table: Table = Delivery.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
-class ClaimedDelivery:
+class LeasedDelivery:
     """What a sender needs of a row it holds; background work takes ids, not ORM objects."""
 
     id: str
@@ -41,7 +42,7 @@ class ClaimedDelivery:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DeliveryOutcome:
     """The result of one attempt, written back under the lease that made it."""
 
     delivery_id: str
@@ -51,11 +52,11 @@ class Outcome:
     at: datetime
     # When status is PENDING: when to try again.
     retry_at: datetime | None = None
-    # The send was never started (say, the lease ran short): the claim does not count.
+    # The send was never started (say, the lease ran short): the lease does not count.
     refund_attempt: bool = False
 
 
-def _claimable(now: datetime, max_attempts: int) -> Any:
+def _leasable(now: datetime, max_attempts: int) -> Any:
     return (
         (Delivery.status == DeliveryStatus.PENDING)
         & (Delivery.attempts < max_attempts)
@@ -63,23 +64,25 @@ def _claimable(now: datetime, max_attempts: int) -> Any:
     )
 
 
-async def claim(
+async def lease_rows(
     *,
     db: AsyncSession,
     now: datetime,
     lease: timedelta,
     max_attempts: int,
     limit: int,
-    ids: Sequence[str] | None = None,
-    channels: Collection[str] | None = None,
-) -> list[ClaimedDelivery]:
-    """Lease up to ``limit`` rows: those named by ``ids`` (sent right after commit), else the due.
+    ids: Sequence[str] | None,
+    channels: Collection[str] | None,
+    returning: Sequence[Any],
+) -> tuple[str, Sequence[Row[Any]]]:
+    """Lease up to ``limit`` rows: those named by ``ids`` (sent right after commit), else the
+    due; → the lease token and the ``returning`` columns of each row leased.
 
-    Each claim counts as an attempt, so a row that crashes every sender still runs out.
-    ``channels`` limits the claim to the channels the caller can send (webhook and Slack rows
-    have a relay of their own).
+    Each lease counts as an attempt, so a row that crashes every sender still runs out.
+    ``channels`` limits the leases to the channels the caller can send. Shared by the
+    notification relay (:func:`take`) and the integrations relay.
     """
-    candidates = select(Delivery.id).where(_claimable(now, max_attempts))
+    candidates = select(Delivery.id).where(_leasable(now, max_attempts))
     if channels is not None:
         candidates = candidates.where(Delivery.channel.in_(list(channels)))
     if ids is not None:
@@ -94,13 +97,38 @@ async def claim(
     token = str(uuid.uuid4())
     result = await db.execute(
         update(Delivery)
-        .where(Delivery.id.in_(candidates.scalar_subquery()), _claimable(now, max_attempts))
+        .where(Delivery.id.in_(candidates.scalar_subquery()), _leasable(now, max_attempts))
         .values(
             lease_token=token,
             lease_expires_at=now + lease,
             attempts=Delivery.attempts + 1,
         )
-        .returning(
+        .returning(*returning)
+        .execution_options(synchronize_session=False)
+    )
+    return token, result.all()
+
+
+async def take(
+    *,
+    db: AsyncSession,
+    now: datetime,
+    lease: timedelta,
+    max_attempts: int,
+    limit: int,
+    ids: Sequence[str] | None = None,
+    channels: Collection[str] | None = None,
+) -> list[LeasedDelivery]:
+    """Lease push and email rows (:func:`lease_rows`) with what their sender needs."""
+    token, rows = await lease_rows(
+        db=db,
+        now=now,
+        lease=lease,
+        max_attempts=max_attempts,
+        limit=limit,
+        ids=ids,
+        channels=channels,
+        returning=(
             Delivery.id,
             Delivery.handoff_id,
             Delivery.recipient_user_id,
@@ -109,11 +137,10 @@ async def claim(
             Delivery.event_key,
             Delivery.message_id,
             Delivery.attempts,
-        )
-        .execution_options(synchronize_session=False)
+        ),
     )
     return [
-        ClaimedDelivery(
+        LeasedDelivery(
             id=row.id,
             lease_token=token,
             handoff_id=row.handoff_id,
@@ -124,11 +151,11 @@ async def claim(
             message_id=row.message_id,
             attempts=row.attempts,
         )
-        for row in result
+        for row in rows
     ]
 
 
-async def record_outcomes(*, db: AsyncSession, outcomes: Sequence[Outcome]) -> int:
+async def record_outcomes(*, db: AsyncSession, outcomes: Sequence[DeliveryOutcome]) -> int:
     """Write each outcome and release its lease, only where that lease is still held.
 
     Returns how many rows took their outcome; the rest had been taken over by another sender.
@@ -167,7 +194,7 @@ async def record_outcomes(*, db: AsyncSession, outcomes: Sequence[Outcome]) -> i
 async def fail_abandoned(
     *, db: AsyncSession, now: datetime, max_attempts: int, channels: Collection[str]
 ) -> int:
-    """Dead-letter rows of these channels whose every attempt was claimed and whose last
+    """Dead-letter rows of these channels whose every attempt was leased and whose last
     sender vanished."""
     result: CursorResult[Any] = await db.execute(  # type: ignore[assignment]
         update(Delivery)
@@ -189,13 +216,13 @@ async def fail_abandoned(
     return result.rowcount
 
 
-def is_gated(claimed: ClaimedDelivery) -> bool:
+def is_gated(claimed: LeasedDelivery) -> bool:
     """A later policy wave: sent only while its rows are held against the handoff's
     transitions (see ``hold_for_send``)."""
     return claimed.kind in GATED_KINDS
 
 
-async def hold_for_send(*, db: AsyncSession, claimed: Sequence[ClaimedDelivery]) -> set[str]:
+async def hold_for_send(*, db: AsyncSession, claimed: Sequence[LeasedDelivery]) -> set[str]:
     """Of these leased policy rows, lock those still worth sending until this transaction ends.
 
     Still worth sending: pending, under this lease, and their handoff still where the wave

@@ -1,5 +1,7 @@
 """``lifeline worker`` as a real process: sweeps deliver what no server dispatched, and a worker
-killed with SIGKILL mid-sweep loses nothing and duplicates nothing."""
+killed with SIGKILL mid-sweep loses nothing and duplicates nothing.
+
+The ``smtp`` and ``settings`` fixtures are this directory's (``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,34 +19,21 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from lifeline.config import Settings
 from lifeline.context import AppContext
 from lifeline.db import create_engine, create_sessionmaker, utcnow
 from lifeline.handoffs.models import Handoff
+from lifeline.idempotency import KEY_LIFETIME, IdempotencyRecord
 from lifeline.notifications.models import Delivery
 from lifeline.policies.models import EscalationSchedule
 from tests.notifications.conftest import (
     deliveries,
     escalate_without_dispatch,
     make_due,
-    notification_settings,
 )
 from tests.realtime.clients import sse_stream, wait_connections
 from tests.support.factories import Factory, escalate, new_session
 from tests.support.live import live_server, server_env
 from tests.support.smtp import SmtpRecorder, smtp_recorder
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpRecorder]:
-    with smtp_recorder() as server:
-        yield server
-
-
-@pytest.fixture
-def settings(database_url: str, smtp: SmtpRecorder) -> Settings:
-    # The in-process app only makes the data; its start-up sweep finds nothing yet.
-    return notification_settings(database_url, smtp_host=smtp.host, smtp_port=smtp.port)
 
 
 def _worker_env(database_url: str, smtp: SmtpRecorder, **extra: str) -> dict[str, str]:
@@ -81,6 +70,26 @@ async def _wait_until(
         await asyncio.sleep(0.05)
 
 
+async def _idempotency_keys(ctx: AppContext, user_id: str) -> tuple[str, str]:
+    """An answer past its lifetime and a fresh one; → their ids."""
+    expired = utcnow() - KEY_LIFETIME - timedelta(minutes=1)
+    rows = [
+        IdempotencyRecord(
+            user_id=user_id,
+            key=key,
+            method="POST",
+            path="/api/v1/ai-sessions",
+            status_code=201,
+            response_body={},
+            created_at=created,
+        )
+        for key, created in (("old", expired), ("fresh", utcnow()))
+    ]
+    async with ctx.sessionmaker() as db, db.begin():
+        db.add_all(rows)
+    return rows[0].id, rows[1].id
+
+
 async def test_worker_once_delivers_what_no_server_dispatched(
     client: httpx.AsyncClient,
     ctx: AppContext,
@@ -93,6 +102,7 @@ async def test_worker_once_delivers_what_no_server_dispatched(
     session = await new_session(client, team["junior"])
     handoff = await escalate_without_dispatch(ctx, team["junior"], session["id"])
     await make_due(ctx)
+    old, fresh = await _idempotency_keys(ctx, team["junior"].id)
 
     log = tmp_path / "worker.log"
     proc = _worker(_worker_env(database_url, smtp), log, "--once")
@@ -105,6 +115,11 @@ async def test_worker_once_delivers_what_no_server_dispatched(
     assert smtp.recipients() == sorted([team.owner.email, team["senior"].email])
     rows = await deliveries(ctx, handoff.id)
     assert {(r.channel, r.status) for r in rows} == {("email", "sent"), ("push", "skipped")}
+    # The sweep forgets idempotency answers past their lifetime, and only those.
+    assert "expired idempotency keys: 1" in output, output
+    async with ctx.sessionmaker() as db:
+        kept = set(await db.scalars(select(IdempotencyRecord.id)))
+    assert fresh in kept and old not in kept
 
 
 async def test_worker_sigkilled_mid_sweep_loses_nothing_and_duplicates_nothing(
