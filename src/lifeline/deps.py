@@ -20,7 +20,7 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -107,7 +107,7 @@ SeniorUser = Annotated[User, Depends(require_engineer_or_admin)]
 AdminUser = Annotated[User, Depends(require_admin)]
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=100, description="page size, at most 100")] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> tuple[int, str | None]:

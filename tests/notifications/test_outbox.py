@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
-from lifeline.accounts.models import User
+from lifeline.accounts.models import Role, User
 from lifeline.context import AppContext
 from lifeline.db import unit_of_work
 from lifeline.handoffs import service as handoffs
@@ -203,3 +205,51 @@ def test_message_id_is_derived_from_event_and_recipient() -> None:
     assert a != message_id_for("h1:escalated", "u2")
     assert a != message_id_for("h1:reminder:1", "u1")
     assert a.startswith("<") and a.endswith("@lifeline>")
+
+
+async def test_a_wave_is_one_multi_row_insert_with_a_row_per_recipient_per_channel(
+    client: httpx.AsyncClient, ctx: AppContext, factory: Factory, smtp: SmtpRecorder
+) -> None:
+    team = await factory.team(junior="engineer", vic="viewer")
+    seniors = [
+        await factory.person(team, key=f"s{n}", role=Role.ENGINEER if n % 2 else Role.ADMIN)
+        for n in range(12)
+    ]
+    never = seniors[0]
+    async with ctx.sessionmaker() as db, db.begin():
+        await db.execute(
+            update(User).where(User.id == never.id).values(email_notifications="never")
+        )
+    session = await new_session(client, team["junior"])
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]).upper())
+
+    event.listen(ctx.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        handoff = await escalate(client, team["junior"], session["id"])
+    finally:
+        event.remove(ctx.engine.sync_engine, "before_cursor_execute", record)
+    await ctx.tasks.drain()
+
+    inserts = [s for s in seen if s.startswith("INSERT INTO DELIVERIES")]
+    assert len(inserts) == 1, inserts
+    async with ctx.sessionmaker() as db:
+        rows = (
+            await db.scalars(select(Delivery).where(Delivery.handoff_id == handoff["id"]))
+        ).all()
+    recipients = {team.owner.id} | {p.id for p in seniors}
+    assert sorted((r.recipient_user_id, r.channel) for r in rows) == sorted(
+        (user_id, channel) for user_id in recipients for channel in ("email", "push")
+    )
+    assert len({r.dedupe_key for r in rows}) == len(rows) == 2 * len(recipients)
+    assert {r.event_key for r in rows} == {f"{handoff['id']}:escalated"}
+    for r in rows:
+        assert r.message_id == message_id_for(r.event_key, r.recipient_user_id or "")
+        assert r.kind == "escalated"
+    skipped = [
+        (r.recipient_user_id, r.channel, r.last_error) for r in rows if r.status == "skipped"
+    ]
+    # Push may already be skipped by the relay for those offline; the opted-out email always is.
+    assert (never.id, "email", "recipient opted out") in skipped
