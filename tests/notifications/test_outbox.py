@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -110,13 +111,22 @@ async def test_email_preference_never_is_recorded_as_skipped(
 
 
 class _OnlineSet:
-    """Stands in for the real-time layer's presence service (its contract: ``is_online``)."""
+    """Stands in for the real-time layer's presence service (its contract: ``is_online`` and
+    ``connection_counts``), counting how it is asked."""
 
     def __init__(self, *online: str) -> None:
         self.online = set(online)
+        self.single: list[str] = []
+        self.batches: list[list[str]] = []
 
     async def is_online(self, user_id: str) -> bool:
+        self.single.append(user_id)
         return user_id in self.online
+
+    async def connection_counts(self, user_ids: Iterable[str]) -> dict[str, int]:
+        wanted = list(user_ids)
+        self.batches.append(wanted)
+        return {u: int(u in self.online) for u in wanted}
 
 
 async def test_offline_only_email_goes_to_those_without_a_live_connection(
@@ -139,6 +149,11 @@ async def test_offline_only_email_goes_to_those_without_a_live_connection(
     assert status[(team["away"].id, "push")] == ("skipped", "offline: no live connection")
     assert status[(team["away"].id, "email")] == ("sent", None)
     assert smtp.recipients() == sorted([team.owner.email, team["away"].email])
+    # Presence was asked once for the wave's people, not once per send.
+    presence = ctx.services["presence"]
+    assert presence.single == []
+    assert len(presence.batches) == 1
+    assert sorted(presence.batches[0]) == sorted([team.owner.id, team["here"].id, team["away"].id])
 
 
 async def test_release_renotifies_as_a_new_wave(

@@ -31,7 +31,12 @@ def install(ctx: AppContext) -> Relay:
     """Build the relay with its channels, register it, and send new waves after each commit."""
     email = EmailChannel(ctx.settings, ctx.services)
     channels: dict[str, DeliveryChannel] = {"email": email, "push": PushChannel(ctx.services)}
-    relay = Relay(sessionmaker=ctx.sessionmaker, settings=ctx.settings, channels=channels)
+    relay = Relay(
+        sessionmaker=ctx.sessionmaker,
+        settings=ctx.settings,
+        channels=channels,
+        services=ctx.services,
+    )
     configure_email_cap(ctx.sessionmaker, ctx.settings.email_cap_per_hour)
     ctx.services["relay"] = relay
     ctx.services["mailer"] = email

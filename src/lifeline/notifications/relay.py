@@ -12,6 +12,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,7 +21,7 @@ from lifeline.after_commit import DispatchDeliveries
 from lifeline.config import Settings
 from lifeline.db import utcnow
 from lifeline.notifications import claims, content
-from lifeline.notifications.channels import DeliveryChannel, PermanentFailure
+from lifeline.notifications.channels import DeliveryChannel, PermanentFailure, presence_for
 from lifeline.notifications.channels.email import send_bound
 from lifeline.notifications.claims import ClaimedDelivery, Outcome
 from lifeline.notifications.models import DeliveryStatus
@@ -141,6 +142,11 @@ class _OutcomeWriter:
             pause = min(pause * 2, WRITE_RETRY_MAX_SECONDS)
 
 
+def recipients_of(notifications: Sequence[content.Notification]) -> list[str]:
+    """Who a batch's live people are: their presence is asked once for all of them."""
+    return [n.recipient.id for n in notifications if n.recipient.active]
+
+
 class Relay:
     """Sends outbox rows through their channels; safe to run in any number of processes."""
 
@@ -151,8 +157,11 @@ class Relay:
         settings: Settings,
         channels: Mapping[str, DeliveryChannel],
         batch_size: int = BATCH_SIZE,
+        services: Mapping[str, Any] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        # Where the real-time layer's presence is found, asked once per batch of sends.
+        self._services: Mapping[str, Any] = services if services is not None else {}
         self._settings = settings
         self._channels = dict(channels)
         self._batch_size = batch_size
@@ -241,9 +250,10 @@ class Relay:
                     claimed=[c for c in claimed if c.id in held],
                     base_url=self._settings.base_url,
                 )
-                outcomes = await asyncio.gather(
-                    *(self._deliver(n, start_by=start_by) for n in notifications)
-                )
+                async with presence_for(self._services, recipients_of(notifications)):
+                    outcomes = await asyncio.gather(
+                        *(self._deliver(n, start_by=start_by) for n in notifications)
+                    )
                 written = await claims.record_outcomes(db=db, outcomes=outcomes)
         except Exception:
             # Leased and counted as an attempt: retried after the lease, dead-lettered at last.
@@ -294,7 +304,8 @@ class Relay:
             return outcome
 
         try:
-            outcomes = await asyncio.gather(*(one(n) for n in notifications))
+            async with presence_for(self._services, recipients_of(notifications)):
+                outcomes = await asyncio.gather(*(one(n) for n in notifications))
         finally:
             writer.close()
             await writing
