@@ -112,8 +112,11 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # Up to 30 connections, all kept: overflow connections (opened for a burst, closed again
+    # as soon as it ends) each cost a connect, the driver's set-up queries and every statement
+    # prepared anew, which under a burst of Pick Ups was most of the work.
+    kwargs.setdefault("pool_size", 30)
+    kwargs.setdefault("max_overflow", 0)
     engine = create_async_engine(database_url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         ping_when_idle(engine)

@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Row, Select, case, select, update
+from sqlalchemy import CursorResult, Row, Select, bindparam, case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -284,6 +284,61 @@ async def _conditional_update(
     return True
 
 
+# Pick Up's statements, built once (building them costs about what running them does);
+# the request's values are bound parameters.
+_CLAIMER_MAY_HOLD_WORK = (
+    select(User.id)
+    .where(
+        User.id == bindparam("claimer"),
+        User.deleted_at.is_(None),
+        User.role.in_([str(r) for r in SENIOR_ROLES]),
+    )
+    .with_for_update(read=True)
+    .exists()
+)
+_CLAIM = (
+    update(Handoff)
+    .where(
+        Handoff.id == bindparam("handoff"),
+        Handoff.session_id == bindparam("session"),
+        Handoff.account_id == bindparam("account"),
+        Handoff.intent == Intent.ESCALATE,
+        Handoff.status == HandoffStatus.OPEN,
+        Handoff.created_by != bindparam("claimer"),
+        _CLAIMER_MAY_HOLD_WORK,
+    )
+    .values(
+        status=HandoffStatus.CLAIMED,
+        claimed_by=bindparam("claimer"),
+        claimed_at=bindparam("moment"),
+        claimed_step=Handoff.policy_step,
+    )
+    .returning(Handoff)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+_HOLDER = aliased(User)
+_CLAIMER = aliased(User)
+_WHY_NOT_CLAIMED = (
+    select(
+        Handoff,
+        _HOLDER.name.label("holder_name"),
+        select(_CLAIMER.role)
+        .where(_CLAIMER.id == bindparam("claimer"), _CLAIMER.deleted_at.is_(None))
+        .scalar_subquery()
+        .label("claimer_role"),
+    )
+    .outerjoin(_HOLDER, _HOLDER.id == Handoff.claimed_by)
+    .where(
+        Handoff.id == bindparam("handoff"),
+        Handoff.session_id == bindparam("session"),
+        # ``_visible_handoffs``: the account's escalations, and one's own parks.
+        Handoff.account_id == bindparam("account"),
+        (Handoff.intent == Intent.ESCALATE) | (Handoff.created_by == bindparam("claimer")),
+    )
+    .execution_options(populate_existing=True)
+)
+
+
 async def claim_handoff(
     *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
 ) -> Handoff:
@@ -306,40 +361,17 @@ async def claim_handoff(
     handoff → session.
     """
     now = utcnow()
-    claimer_may_hold_work = (
-        select(User.id)
-        .where(
-            User.id == actor.id,
-            User.deleted_at.is_(None),
-            User.role.in_([str(r) for r in SENIOR_ROLES]),
-        )
-        .with_for_update(read=True)
-        .exists()
-    )
+    params = {
+        "handoff": handoff_id,
+        "session": session_id,
+        "account": actor.account_id,
+        "claimer": actor.id,
+    }
     handoff: Handoff | None = (
-        await db.execute(
-            update(Handoff)
-            .where(
-                Handoff.id == handoff_id,
-                Handoff.session_id == session_id,
-                Handoff.account_id == actor.account_id,
-                Handoff.intent == Intent.ESCALATE,
-                Handoff.status == HandoffStatus.OPEN,
-                Handoff.created_by != actor.id,
-                claimer_may_hold_work,
-            )
-            .values(
-                status=HandoffStatus.CLAIMED,
-                claimed_by=actor.id,
-                claimed_at=now,
-                claimed_step=Handoff.policy_step,
-            )
-            .returning(Handoff)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
+        await db.execute(_CLAIM, {**params, "moment": now})
     ).scalar_one_or_none()
     if handoff is None:
-        raise await _why_not_claimed(db, actor, session_id, handoff_id)
+        raise await _why_not_claimed(db, actor, params)
     await outbox.skip_pending_policy_deliveries(
         db=db, handoff_id=handoff.id, reason=f"picked up by {actor.name} before it was sent"
     )
@@ -350,31 +382,9 @@ async def claim_handoff(
     return handoff
 
 
-async def _why_not_claimed(
-    db: AsyncSession, actor: User, session_id: str, handoff_id: str
-) -> Exception:
+async def _why_not_claimed(db: AsyncSession, actor: User, params: dict[str, Any]) -> Exception:
     """The answer to a claim that changed nothing, from one read made after it."""
-    holder = aliased(User)
-    claimer = aliased(User)
-    row = (
-        await db.execute(
-            select(
-                Handoff,
-                holder.name.label("holder_name"),
-                select(claimer.role)
-                .where(claimer.id == actor.id, claimer.deleted_at.is_(None))
-                .scalar_subquery()
-                .label("claimer_role"),
-            )
-            .outerjoin(holder, holder.id == Handoff.claimed_by)
-            .where(
-                Handoff.id == handoff_id,
-                Handoff.session_id == session_id,
-                _visible_handoffs(actor),
-            )
-            .execution_options(populate_existing=True)
-        )
-    ).one_or_none()
+    row = (await db.execute(_WHY_NOT_CLAIMED, params)).one_or_none()
     if row is None:
         return NotFound("Handoff not found")
     handoff: Handoff = row.Handoff
