@@ -11,12 +11,17 @@ with COPY). Then:
    escalations raced at a time); each race must have exactly one 200, the rest 409. Afterwards
    the database must show every escalation claimed once: one claimer each, the session assigned
    to that claimer, exactly one ``handoff.claimed`` event per escalation.
-2. **Floor**: the escalations are reopened and ``pgbench -c <claimers>`` runs the same
+2. **Same-stack floor**: the escalations are reopened and raced again, the same way, against a
+   bare FastAPI route served by uvicorn (its own process) that authenticates the bearer token
+   with one query and runs the same conditional UPDATE through asyncpg: what this stack can
+   do, so the gap to it is the product's own.
+3. **pgbench floor**: the escalations are reopened and ``pgbench -c <claimers>`` runs the same
    conditional ``UPDATE handoffs … WHERE id = … AND status = 'open'`` the same number of times:
    once with consecutive transactions racing for the same row (the HTTP pattern; a ``nextval``
    picks the row), once with random rows (a single statement per transaction: the stricter floor).
 
-Prints attempts per second of each and the ratio to the floors (aim: at least half). The client
+Prints attempts per second of each and the ratios to the floors (aim: at least half of the
+same-stack floor). The client
 shares the machine with the server and PostgreSQL. The database is dropped at the end.
 """
 
@@ -30,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +53,8 @@ from _support import (
     say,
     server_env,
 )
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 
 @dataclass
@@ -151,8 +159,20 @@ class RaceTally:
     race_seconds: list[float] = field(default_factory=list)
 
 
+def product_url(base: str, sid: str, hid: str) -> str:
+    return f"{base}/api/v1/ai-sessions/{sid}/handoffs/{hid}/claim"
+
+
+def floor_url(base: str, sid: str, hid: str) -> str:
+    return f"{base}/floor/ai-sessions/{sid}/handoffs/{hid}/claim"
+
+
 async def race_all(
-    base: str, team: Team, pairs: list[tuple[str, str]], inflight: int
+    base: str,
+    team: Team,
+    pairs: list[tuple[str, str]],
+    inflight: int,
+    url_of: Callable[[str, str, str], str] = product_url,
 ) -> tuple[RaceTally, float]:
     tally = RaceTally()
     headers = [{"Authorization": f"Bearer {t}"} for t in team.senior_tokens]
@@ -174,7 +194,7 @@ async def race_all(
                 sid, hid = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            url = f"{base}/api/v1/ai-sessions/{sid}/handoffs/{hid}/claim"
+            url = url_of(base, sid, hid)
             t0 = time.perf_counter()
             answers = await asyncio.gather(
                 *[client.post(url, headers=h) for h in headers], return_exceptions=True
@@ -283,6 +303,56 @@ def pgbench(
     return float(match.group(1))
 
 
+def serve_floor(port: int, dsn: str) -> None:
+    """The same-stack floor: a bare FastAPI route in uvicorn, as ``lifeline serve`` runs it,
+    that authenticates the bearer token with one query and claims with the same conditional
+    UPDATE through asyncpg (its own pool, as large as the product's: 30 connections)."""
+    import hashlib
+    from contextlib import asynccontextmanager
+
+    import uvicorn
+
+    pool: asyncpg.Pool | None = None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+        nonlocal pool
+        pool = await asyncpg.create_pool(dsn, min_size=10, max_size=30)
+        yield
+        await pool.close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/floor/ai-sessions/{sid}/handoffs/{hid}/claim")
+    async def claim(sid: str, hid: str, request: Request) -> JSONResponse:
+        secret = request.headers.get("authorization", "").partition(" ")[2]
+        assert pool is not None
+        async with pool.acquire() as conn:
+            user = await conn.fetchrow(
+                "SELECT u.id, u.name FROM api_tokens t JOIN users u ON u.id = t.user_id"
+                " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.deleted_at IS NULL",
+                hashlib.sha256(secret.encode()).hexdigest(),
+            )
+            if user is None:
+                return JSONResponse({"detail": "Invalid or revoked API token"}, 401)
+            won = await conn.fetchval(
+                "UPDATE handoffs SET status = 'claimed', claimed_by = $1, claimed_at = now()"
+                " WHERE id = $2 AND session_id = $3 AND status = 'open' RETURNING id",
+                user["id"],
+                hid,
+                sid,
+            )
+        if won is None:
+            return JSONResponse({"detail": "Already picked up"}, 409)
+        return JSONResponse({"id": hid, "status": "claimed", "claimed_by": user["id"]})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--escalations", type=int, default=10_000)
@@ -294,7 +364,11 @@ def main() -> None:
     )
     parser.add_argument("--redis", default=None, help="LIFELINE_REDIS_URL for --server-workers")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--serve-floor", nargs=2, metavar=("PORT", "DSN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_floor:
+        serve_floor(int(args.serve_floor[0]), args.serve_floor[1])
+        return
     n, claimers = args.escalations, args.claimers
 
     with bench_database(args.server, "claims", keep=args.keep) as database:
@@ -317,6 +391,17 @@ def main() -> None:
         attempts = tally.races * claimers
         http_rate = attempts / seconds
         checks = asyncio.run(verify(database.dsn, n))
+
+        say(f"same-stack floor: a bare route in uvicorn, {n:,} × {claimers} claims")
+        asyncio.run(prepare_floor(database.dsn))
+        floor_port = free_port()
+        floor_log = Path(tempfile.gettempdir()) / f"claims_race_floor_{floor_port}.log"
+        floor_args = [sys.executable, __file__, "--serve-floor", str(floor_port), database.dsn]
+        with live_server(floor_args, env, floor_port, floor_log) as floor_base:
+            floor_tally, floor_seconds = asyncio.run(
+                race_all(floor_base, team, pairs, args.inflight, floor_url)
+            )
+        stack_rate = floor_tally.races * claimers / floor_seconds
 
         say(f"floor: pgbench -c {claimers}, the same conditional UPDATE × {attempts:,}")
         asyncio.run(prepare_floor(database.dsn))
@@ -343,11 +428,22 @@ def main() -> None:
     say(f"races without exactly one winner: {len(tally.bad_races)}")
     for name, value in checks.items():
         say(f"  db: {name:<45} {value:,}")
+    say(
+        f"same-stack floor         {stack_rate:,.0f} claims/s; race of {claimers}: p50"
+        f" {quantile(floor_tally.race_seconds, 0.5) * 1000:.1f} ms, p99"
+        f" {quantile(floor_tally.race_seconds, 0.99) * 1000:.1f} ms;"
+        f" {floor_tally.wins:,} × 200, {len(floor_tally.bad_races)} races without one winner,"
+        f" {len(floor_tally.errors)} other"
+    )
     say(f"floor, racing rows       {racing_tps:,.0f} UPDATE/s (2 statements per transaction)")
     say(f"floor, random rows       {random_tps:,.0f} UPDATE/s (1 statement)")
     floor = max(racing_tps, random_tps)
-    say(f"ratio HTTP / best floor  {http_rate / floor:.3f}  (aim ≥ 0.5)")
-    say(f"ratio HTTP / racing      {http_rate / racing_tps:.3f}")
+    say(f"ratio HTTP / same stack  {http_rate / stack_rate:.3f}  (aim ≥ 0.5)")
+    say(
+        f"ratio HTTP / pgbench     {http_rate / floor:.3f} (best), {http_rate / racing_tps:.3f}"
+        " (racing)"
+    )
+    say(f"ratio same stack / pgbench {stack_rate / floor:.3f} (best)")
     one_winner = (
         not tally.bad_races
         and checks["claimed once"] == n

@@ -150,30 +150,13 @@ async def bulk_load(dsn: str, sessions: int, handoffs: int) -> None:
 
 
 def queue_sql(account_id: str, limit: int) -> str:
-    """The statement ``handoffs.service.team_queue`` runs for a first page, literal values in."""
-    from sqlalchemy import select
+    """The statement ``handoffs.service.team_queue_rows`` runs for a first page, values in."""
     from sqlalchemy.dialects import postgresql
-    from sqlalchemy.orm import aliased
 
-    from lifeline.accounts.models import User
-    from lifeline.ai_sessions.models import AISession
-    from lifeline.handoffs.models import Handoff, HandoffStatus, Intent
-    from lifeline.pagination import keyset
+    from lifeline.handoffs.models import HandoffStatus
+    from lifeline.handoffs.service import queue_query
 
-    escalator = aliased(User)
-    query = (
-        select(Handoff, AISession, escalator)
-        .join(AISession, AISession.id == Handoff.session_id)
-        .join(escalator, escalator.id == Handoff.created_by)
-        .where(
-            Handoff.account_id == account_id,
-            Handoff.intent == Intent.ESCALATE,
-            Handoff.status == HandoffStatus.OPEN,
-        )
-    )
-    query = keyset(
-        query, Handoff.created_at, Handoff.id, cursor=None, limit=limit, descending=False
-    )
+    query = queue_query(account_id=account_id, status=HandoffStatus.OPEN, cursor=None, limit=limit)
     return str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,6 +26,14 @@ log = logging.getLogger(__name__)
 
 class Presence(Protocol):
     async def is_online(self, user_id: str) -> bool: ...
+
+    async def connection_counts(self, user_ids: Iterable[str]) -> dict[str, int]: ...
+
+
+# Presence asked once for a whole batch of sends (``AppContext.presence_for``): user id → count.
+_known_presence: ContextVar[Mapping[str, int] | None] = ContextVar(
+    "lifeline_known_presence", default=None
+)
 
 
 @dataclass
@@ -51,9 +62,30 @@ class AppContext:
             after_commit=AfterCommitRunner(tasks),
         )
 
+    @asynccontextmanager
+    async def presence_for(self, user_ids: Iterable[str]) -> AsyncIterator[None]:
+        """The sends made inside (and the tasks started there) see the presence of ``user_ids``
+        as asked once, in one round trip, on entry; whoever isn't in that answer, or everyone if
+        asking failed, is looked up on their own."""
+        wanted = sorted(set(user_ids))
+        counts: Mapping[str, int] | None = None
+        if self.presence is not None and wanted:
+            try:
+                counts = await self.presence.connection_counts(wanted)
+            except Exception:
+                log.warning("batched presence lookup failed; asking per recipient", exc_info=True)
+        token = _known_presence.set(counts)
+        try:
+            yield
+        finally:
+            _known_presence.reset(token)
+
     async def is_online(self, user_id: str) -> bool:
         """Whether the user has a live connection anywhere; without the real-time layer (or
         if presence fails) everyone counts as offline."""
+        known = _known_presence.get()
+        if known is not None and user_id in known:
+            return known[user_id] > 0
         if self.presence is None:
             return False
         try:

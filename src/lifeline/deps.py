@@ -28,7 +28,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -153,7 +153,7 @@ SeniorUser = Annotated[User, Depends(require_engineer_or_admin)]
 AdminUser = Annotated[User, Depends(require_admin)]
 
 
-def page_params(
+async def page_params(
     ctx: ContextDep,
     limit: Annotated[
         int, Query(ge=1, description="page size, at most LIFELINE_MAX_PAGE_SIZE (100)")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
-from lifeline.accounts.models import User
+from lifeline.accounts.models import Role, User
 from lifeline.context import AppContext
 from lifeline.db import unit_of_work
 from lifeline.handoffs import service as handoffs
@@ -108,13 +111,22 @@ async def test_email_preference_never_is_recorded_as_skipped(
 
 
 class _OnlineSet:
-    """Stands in for the real-time layer's presence service (its contract: ``is_online``)."""
+    """Stands in for the real-time layer's presence service (its contract: ``is_online`` and
+    ``connection_counts``), counting how it is asked."""
 
     def __init__(self, *online: str) -> None:
         self.online = set(online)
+        self.single: list[str] = []
+        self.batches: list[list[str]] = []
 
     async def is_online(self, user_id: str) -> bool:
+        self.single.append(user_id)
         return user_id in self.online
+
+    async def connection_counts(self, user_ids: Iterable[str]) -> dict[str, int]:
+        wanted = list(user_ids)
+        self.batches.append(wanted)
+        return {u: int(u in self.online) for u in wanted}
 
 
 async def test_offline_only_email_goes_to_those_without_a_live_connection(
@@ -137,6 +149,12 @@ async def test_offline_only_email_goes_to_those_without_a_live_connection(
     assert status[(team["away"].id, "push")] == ("skipped", "offline: no live connection")
     assert status[(team["away"].id, "email")] == ("sent", None)
     assert smtp.recipients() == sorted([team.owner.email, team["away"].email])
+    # Presence was asked once for the wave's people, not once per send.
+    presence = ctx.presence
+    assert isinstance(presence, _OnlineSet)
+    assert presence.single == []
+    assert len(presence.batches) == 1
+    assert sorted(presence.batches[0]) == sorted([team.owner.id, team["here"].id, team["away"].id])
 
 
 async def test_release_renotifies_as_a_new_wave(
@@ -203,3 +221,51 @@ def test_message_id_is_derived_from_event_and_recipient() -> None:
     assert a != message_id_for("h1:escalated", "u2")
     assert a != message_id_for("h1:reminder:1", "u1")
     assert a.startswith("<") and a.endswith("@lifeline>")
+
+
+async def test_a_wave_is_one_multi_row_insert_with_a_row_per_recipient_per_channel(
+    client: httpx.AsyncClient, ctx: AppContext, factory: Factory, smtp: SmtpRecorder
+) -> None:
+    team = await factory.team(junior="engineer", vic="viewer")
+    seniors = [
+        await factory.person(team, key=f"s{n}", role=Role.ENGINEER if n % 2 else Role.ADMIN)
+        for n in range(12)
+    ]
+    never = seniors[0]
+    async with ctx.sessionmaker() as db, db.begin():
+        await db.execute(
+            update(User).where(User.id == never.id).values(email_notifications="never")
+        )
+    session = await new_session(client, team["junior"])
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]).upper())
+
+    event.listen(ctx.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        handoff = await escalate(client, team["junior"], session["id"])
+    finally:
+        event.remove(ctx.engine.sync_engine, "before_cursor_execute", record)
+    await ctx.tasks.drain()
+
+    inserts = [s for s in seen if s.startswith("INSERT INTO DELIVERIES")]
+    assert len(inserts) == 1, inserts
+    async with ctx.sessionmaker() as db:
+        rows = (
+            await db.scalars(select(Delivery).where(Delivery.handoff_id == handoff["id"]))
+        ).all()
+    recipients = {team.owner.id} | {p.id for p in seniors}
+    assert sorted((r.recipient_user_id, r.channel) for r in rows) == sorted(
+        (user_id, channel) for user_id in recipients for channel in ("email", "push")
+    )
+    assert len({r.dedupe_key for r in rows}) == len(rows) == 2 * len(recipients)
+    assert {r.event_key for r in rows} == {f"{handoff['id']}:escalated"}
+    for r in rows:
+        assert r.message_id == message_id_for(r.event_key, r.recipient_user_id or "")
+        assert r.kind == "escalated"
+    skipped = [
+        (r.recipient_user_id, r.channel, r.last_error) for r in rows if r.status == "skipped"
+    ]
+    # Push may already be skipped by the relay for those offline; the opted-out email always is.
+    assert (never.id, "email", "recipient opted out") in skipped

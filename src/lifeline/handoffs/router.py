@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import TypeAdapter
 
 from lifeline import idempotency, metrics
-from lifeline.accounts.schemas import UserRef
 from lifeline.db import utcnow
 from lifeline.deps import CurrentUser, IdempotencyKey, PageParams, SeniorUser, SessionDep
 from lifeline.errors import Conflict
@@ -23,28 +23,33 @@ queue_router = APIRouter(prefix="/ai-sessions", tags=["handoffs"])
 router = APIRouter(prefix="/ai-sessions/{session_id}", tags=["handoffs"])
 
 
+QUEUE_LIST = TypeAdapter(schemas.QueueList)
+
+
 @queue_router.get("/queue", response_model=schemas.QueueList)
 async def team_queue(
     db: SessionDep,
     user: CurrentUser,
     paging: PageParams,
     status_: Annotated[Literal["open", "claimed"], Query(alias="status")] = "open",
-) -> schemas.QueueList:
+) -> Response:
+    # Columns, not ORM objects, validated once into the documented shape and serialised once.
     limit, cursor = paging
-    rows, next_cursor = await handoffs.team_queue(
+    rows, next_cursor = await handoffs.team_queue_rows(
         db=db, user=user, status=HandoffStatus(status_), cursor=cursor, limit=limit
     )
     now = utcnow()
-    items = [
-        schemas.QueueItem(
-            **schemas.HandoffRead.model_validate(h).model_dump(),
-            session=schemas.SessionRef(id=s.id, title=s.title),
-            escalator=UserRef(id=u.id, name=u.name),
-            age_seconds=max(0, int((now - h.created_at).total_seconds())),
-        )
-        for h, s, u in rows
-    ]
-    return schemas.QueueList(items=items, next_cursor=next_cursor)
+    items = []
+    for row in rows:
+        item = row._asdict()
+        item["session"] = {"id": item["session_id"], "title": item.pop("session_title")}
+        item["escalator"] = {"id": item["created_by"], "name": item.pop("escalator_name")}
+        item["age_seconds"] = max(0, int((now - item["created_at"]).total_seconds()))
+        items.append(item)
+    body = QUEUE_LIST.dump_json(
+        QUEUE_LIST.validate_python({"items": items, "next_cursor": next_cursor})
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.post("/handoff", response_model=schemas.HandoffRead, status_code=status.HTTP_201_CREATED)

@@ -10,12 +10,12 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Row, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from lifeline.accounts.models import Role, User, is_manager, is_senior
+from lifeline.accounts.models import SENIOR_ROLES, Role, User, is_manager, is_senior
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession, SessionStatus
 from lifeline.db import utcnow
@@ -259,73 +259,126 @@ async def _conditional_update(
     return True
 
 
-async def _user_ref(db: AsyncSession, user_id: str | None) -> dict[str, str] | None:
-    if user_id is None:
-        return None
-    user = await db.get(User, user_id)
-    return {"id": user_id, "name": user.name if user else "a former member"}
-
-
-async def _not_open_conflict(db: AsyncSession, handoff: Handoff) -> Conflict:
-    if handoff.status == HandoffStatus.CLAIMED:
-        holder = await _user_ref(db, handoff.claimed_by)
-        name = holder["name"] if holder else "someone else"
-        return Conflict(f"Already picked up by {name}", claimed_by=holder)
-    return Conflict(f"This escalation is {handoff.status}", claimed_by=None)
-
-
-async def lock_active_senior(db: AsyncSession, user_id: str) -> None:
-    """Share-lock the claimer's user row and re-check, under it, that they may still hold work.
-
-    A demotion or removal takes the same row (``FOR NO KEY UPDATE``) before it releases what
-    the user holds, so the two serialise: a claim that commits first is released by the role
-    change that follows; a role change that commits first is seen here and the claim refused.
-    Without the lock a claim could land between the demotion's release and its commit and
-    leave the escalation held by a viewer or by someone removed. SQLite's write lock, taken at
-    ``BEGIN IMMEDIATE``, serialises the two already; ``FOR SHARE`` is ignored there.
-
-    Lock order, everywhere: account → the user's credentials → user → handoff → session.
-    """
-    row = (
-        await db.execute(
-            select(User.role, User.deleted_at).where(User.id == user_id).with_for_update(read=True)
-        )
-    ).one_or_none()
-    if row is None or row.deleted_at is not None:
-        raise Unauthorized("Invalid or revoked API token")
-    if not is_senior(row.role):
-        raise Forbidden("Engineer or admin access required")
+# Pick Up's statements, built once (building them costs about what running them does);
+# the request's values are bound parameters.
+_CLAIMER_MAY_HOLD_WORK = (
+    select(User.id)
+    .where(
+        User.id == bindparam("claimer"),
+        User.deleted_at.is_(None),
+        User.role.in_([str(r) for r in SENIOR_ROLES]),
+    )
+    .with_for_update(read=True)
+    .exists()
+)
+_CLAIM = (
+    update(Handoff)
+    .where(
+        Handoff.id == bindparam("handoff"),
+        Handoff.session_id == bindparam("session"),
+        Handoff.account_id == bindparam("account"),
+        Handoff.intent == Intent.ESCALATE,
+        Handoff.status == HandoffStatus.OPEN,
+        Handoff.created_by != bindparam("claimer"),
+        _CLAIMER_MAY_HOLD_WORK,
+    )
+    .values(
+        status=HandoffStatus.CLAIMED,
+        claimed_by=bindparam("claimer"),
+        claimed_at=bindparam("moment"),
+        claimed_step=Handoff.policy_step,
+    )
+    .returning(Handoff)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+_HOLDER = aliased(User)
+_CLAIMER = aliased(User)
+_WHY_NOT_CLAIMED = (
+    select(
+        Handoff,
+        _HOLDER.name.label("holder_name"),
+        select(_CLAIMER.role)
+        .where(_CLAIMER.id == bindparam("claimer"), _CLAIMER.deleted_at.is_(None))
+        .scalar_subquery()
+        .label("claimer_role"),
+    )
+    .outerjoin(_HOLDER, _HOLDER.id == Handoff.claimed_by)
+    .where(
+        Handoff.id == bindparam("handoff"),
+        Handoff.session_id == bindparam("session"),
+        # ``_visible_handoffs``: the account's escalations, and one's own parks.
+        Handoff.account_id == bindparam("account"),
+        (Handoff.intent == Intent.ESCALATE) | (Handoff.created_by == bindparam("claimer")),
+    )
+    .execution_options(populate_existing=True)
+)
 
 
 async def claim_handoff(
     *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
 ) -> Handoff:
-    """Pick Up: exactly one of any number of simultaneous claimers wins."""
-    handoff = await get_handoff(db=db, user=actor, session_id=session_id, handoff_id=handoff_id)
-    if handoff.intent != Intent.ESCALATE:
-        raise Conflict("Only an escalation can be picked up", claimed_by=None)
-    if handoff.created_by == actor.id:
-        raise Forbidden("You can't pick up your own escalation")
-    await lock_active_senior(db, actor.id)
+    """Pick Up: exactly one of any number of simultaneous claimers wins.
+
+    One statement decides: the conditional ``UPDATE … WHERE status = 'open' … RETURNING`` that
+    also checks, in the same statement, that the handoff is a visible escalation raised by
+    someone else and that the claimer may still hold work. Only when it changed nothing is the
+    handoff read again, to say why (in the order the checks were always made: not found, not
+    an escalation, your own, your role, already picked up and by whom).
+
+    The claimer's user row is share-locked by that statement (``FOR SHARE`` in its
+    ``EXISTS``). A demotion or removal takes the same row (``FOR NO KEY UPDATE``) before it
+    releases what the user holds, so the two serialise: a claim that commits first is released
+    by the role change that follows; a role change that commits first is seen here and the
+    claim refused. Without the lock a claim could land between the demotion's release and its
+    commit and leave the escalation held by a viewer or by someone removed. SQLite's write
+    lock, taken at ``BEGIN IMMEDIATE``, serialises the two already (``FOR SHARE`` is not
+    rendered there). Lock order, everywhere: account → the user's credentials → user →
+    handoff → session.
+    """
     now = utcnow()
-    won = await _conditional_update(
-        db,
-        handoff,
-        [Handoff.status == HandoffStatus.OPEN],
-        {
-            "status": HandoffStatus.CLAIMED,
-            "claimed_by": actor.id,
-            "claimed_at": now,
-            "claimed_step": Handoff.policy_step,
-        },
+    params = {
+        "handoff": handoff_id,
+        "session": session_id,
+        "account": actor.account_id,
+        "claimer": actor.id,
+    }
+    handoff: Handoff | None = (
+        await db.execute(_CLAIM, {**params, "moment": now})
+    ).scalar_one_or_none()
+    if handoff is None:
+        raise await _why_not_claimed(db, actor, params)
+    await outbox.skip_pending_policy_deliveries(
+        db=db, handoff_id=handoff.id, reason=f"picked up by {actor.name} before it was sent"
     )
-    if not won:
-        raise await _not_open_conflict(db, handoff)
-    await leave_queue(db, handoff, f"picked up by {actor.name} before it was sent")
+    # Replaces the escalation's schedule with the claim's (``leave_queue``'s first half).
     await watch_claim(db, handoff, activity_at=now, reminded=False)
     await sessions.set_status(db, session_id, SessionStatus.CLAIMED, now, assigned_to=actor.id)
     await publish(db, handoff, "handoff.claimed")
     return handoff
+
+
+async def _why_not_claimed(db: AsyncSession, actor: User, params: dict[str, Any]) -> Exception:
+    """The answer to a claim that changed nothing, from one read made after it."""
+    row = (await db.execute(_WHY_NOT_CLAIMED, params)).one_or_none()
+    if row is None:
+        return NotFound("Handoff not found")
+    handoff: Handoff = row.Handoff
+    if handoff.intent != Intent.ESCALATE:
+        return Conflict("Only an escalation can be picked up", claimed_by=None)
+    if handoff.created_by == actor.id:
+        return Forbidden("You can't pick up your own escalation")
+    if row.claimer_role is None:
+        return Unauthorized("Invalid or revoked API token")
+    if not is_senior(row.claimer_role):
+        return Forbidden("Engineer or admin access required")
+    if handoff.status == HandoffStatus.CLAIMED and handoff.claimed_by is not None:
+        name = row.holder_name or "a former member"
+        return Conflict(
+            f"Already picked up by {name}", claimed_by={"id": handoff.claimed_by, "name": name}
+        )
+    if handoff.status == HandoffStatus.CLAIMED:
+        return Conflict("Already picked up by someone else", claimed_by=None)
+    return Conflict(f"This escalation is {handoff.status}", claimed_by=None)
 
 
 async def watch_claim(
@@ -512,6 +565,55 @@ async def team_queue(
     )
     rows = [(h, s, u) for h, s, u in (await db.execute(query)).all()]
     return page(rows, limit, lambda r: (r[0].created_at, r[0].id))
+
+
+# What the API's queue shows of each escalation: the handoff's own fields (``HandoffRead``),
+# the session's title and the escalator's name, and nothing else.
+_QUEUE_COLUMNS = (
+    Handoff.id,
+    Handoff.session_id,
+    Handoff.intent,
+    Handoff.status,
+    Handoff.note,
+    Handoff.brief,
+    Handoff.answer,
+    Handoff.created_by,
+    Handoff.created_at,
+    Handoff.claimed_by,
+    Handoff.claimed_at,
+    Handoff.resolved_by,
+    Handoff.resolved_at,
+    AISession.title.label("session_title"),
+    User.name.label("escalator_name"),
+)
+
+
+def queue_query(
+    *, account_id: str, status: HandoffStatus, cursor: str | None, limit: int
+) -> Select[Any]:
+    """The statement behind the API's team queue: the columns it shows, no whole rows."""
+    query = (
+        select(*_QUEUE_COLUMNS)
+        .join(AISession, AISession.id == Handoff.session_id)
+        .join(User, User.id == Handoff.created_by)
+        .where(
+            Handoff.account_id == account_id,
+            Handoff.intent == Intent.ESCALATE,
+            Handoff.status == status,
+        )
+    )
+    return keyset(
+        query, Handoff.created_at, Handoff.id, cursor=cursor, limit=limit, descending=False
+    )
+
+
+async def team_queue_rows(
+    *, db: AsyncSession, user: User, status: HandoffStatus, cursor: str | None, limit: int
+) -> tuple[list[Row[Any]], str | None]:
+    """``team_queue`` as plain rows of the columns the API shows (see ``queue_query``)."""
+    query = queue_query(account_id=user.account_id, status=status, cursor=cursor, limit=limit)
+    rows = list((await db.execute(query)).all())
+    return page(rows, limit, lambda r: (r.created_at, r.id))
 
 
 def may_read_deliveries(user: User, handoff: Handoff) -> bool:

@@ -32,7 +32,7 @@ async def fire_step(
     handoff: Handoff,
     round_: int,
     ref: StepRef,
-    recipients: Sequence[User],
+    recipients: Sequence[outbox.Recipient],
     allowance: outbox.EmailAllowance | None = None,
 ) -> bool:
     """Record ``ref`` as fired and write its wave to ``recipients``, if the escalation is still

@@ -12,15 +12,15 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import CursorResult, distinct, func, or_, select, update
+from sqlalchemy import CursorResult, Table, distinct, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lifeline import after_commit
 from lifeline.accounts.models import SENIOR_ROLES, EmailPreference, User
 from lifeline.config import Settings
-from lifeline.db import utcnow
+from lifeline.db import new_id, utcnow
 from lifeline.handoffs.models import Handoff, Intent
 from lifeline.notifications.models import (
     POLICY_KINDS,
@@ -44,6 +44,11 @@ EMAIL_CAP_REACHED = "hourly email cap reached"
 # services that enqueue waves need no settings of their own.
 _EMAIL_CAP_KEY = "lifeline.email_cap_per_hour"
 EMAIL_CAP_WINDOW = timedelta(hours=1)
+DELIVERIES = cast(Table, Delivery.__table__)
+# A wave's rows go in as multi-row INSERTs: RETURNING makes SQLAlchemy batch an executemany
+# into ``INSERT … VALUES (…), (…), …`` statements ("insertmanyvalues", 1,000 rows each by
+# default) built from one cached statement, on SQLite and PostgreSQL alike.
+_INSERT_WAVE = insert(DELIVERIES).returning(DELIVERIES.c.id)
 
 
 def configure_email_cap(sessionmaker: async_sessionmaker[AsyncSession], cap: int) -> None:
@@ -81,9 +86,25 @@ async def emails_left_this_hour(*, db: AsyncSession, account_id: str, now: datet
     return max(0, _email_cap(db) - (used or 0))
 
 
+class Recipient(Protocol):
+    """What a wave needs to know of a person: who, and how they want email."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def email_notifications(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class WaveRecipient:
+    id: str
+    email_notifications: str
+
+
 async def escalation_recipients(
     *, db: AsyncSession, handoff: Handoff, exclude_user_id: str | None = None
-) -> list[User]:
+) -> list[WaveRecipient]:
     """Active engineers, admins and owners of the handoff's account, minus the escalator
     (and minus ``exclude_user_id``: whoever caused this wave needs no telling)."""
     return await step_recipients(
@@ -102,13 +123,13 @@ async def step_recipients(
     roles: Sequence[str],
     user_ids: Sequence[str],
     exclude_user_id: str | None = None,
-) -> list[User]:
+) -> list[WaveRecipient]:
     """Active members of the handoff's account with one of ``roles`` or named in ``user_ids``;
     never a viewer, never the escalator, never ``exclude_user_id``."""
     excluded = {handoff.created_by} | ({exclude_user_id} if exclude_user_id else set())
     wanted = [r for r in roles if r in {str(x) for x in SENIOR_ROLES}]
-    rows = await db.scalars(
-        select(User)
+    rows = await db.execute(
+        select(User.id, User.email_notifications)
         .where(
             User.account_id == handoff.account_id,
             User.role.in_([str(r) for r in SENIOR_ROLES]),
@@ -118,7 +139,7 @@ async def step_recipients(
         )
         .order_by(User.created_at, User.id)
     )
-    return list(rows)
+    return [WaveRecipient(row.id, row.email_notifications) for row in rows]
 
 
 async def wave_event_key(*, db: AsyncSession, handoff: Handoff, kind: DeliveryKind) -> str:
@@ -162,7 +183,7 @@ async def email_allowance(*, db: AsyncSession, account_id: str) -> EmailAllowanc
     return EmailAllowance(account_id, left)
 
 
-def _email_skip_reason(user: User, emails_left: int) -> str | None:
+def _email_skip_reason(user: Recipient, emails_left: int) -> str | None:
     if user.email_notifications == EmailPreference.NEVER:
         return OPTED_OUT
     if emails_left <= 0:
@@ -178,12 +199,12 @@ async def enqueue_wave(
     exclude_user_id: str | None = None,
     step: PolicyStep | None = None,
     event_key: str | None = None,
-) -> list[Delivery]:
+) -> int:
     """One wave of ``handoff``: to ``step``'s people on its channels (by default every
     engineer, admin and owner, push and email). Parks notify nobody; ``exclude_user_id`` (the
     person whose action caused the wave, such as a release) is left out."""
     if handoff.intent != Intent.ESCALATE:
-        return []
+        return 0
     if step is None:
         recipients = await escalation_recipients(
             db=db, handoff=handoff, exclude_user_id=exclude_user_id
@@ -199,7 +220,7 @@ async def enqueue_wave(
         )
         channels = step.channels
     if not recipients:
-        return []
+        return 0
     if event_key is None:
         event_key = await wave_event_key(db=db, handoff=handoff, kind=kind)
     return await write_wave(
@@ -220,15 +241,17 @@ async def write_wave(
     account_id: str,
     kind: DeliveryKind,
     event_key: str,
-    recipients: Sequence[User],
+    recipients: Sequence[Recipient],
     channels: Sequence[str],
     allowance: EmailAllowance | None = None,
-) -> list[Delivery]:
+) -> int:
     """Write one delivery row per recipient per channel; every wave goes through here.
 
     Email to someone whose preference is ``never``, or beyond the account's hourly email cap,
     is written as ``skipped`` with why, so the audit trail shows they were considered; push is
-    never capped; ``offline_only`` is decided at send time, when presence is known.
+    never capped; ``offline_only`` is decided at send time, when presence is known. The rows
+    go in as one multi-row INSERT (a few for a very big team), not one ORM object each; →
+    how many were written.
     """
     now = utcnow()
     wanted = [c for c in (Channel.PUSH, Channel.EMAIL) if c in channels]
@@ -238,7 +261,8 @@ async def write_wave(
         emails_left = allowance.left
     else:
         emails_left = await emails_left_this_hour(db=db, account_id=account_id, now=now)
-    rows: list[Delivery] = []
+    rows: list[dict[str, Any]] = []
+    pending: list[str] = []
     for user in recipients:
         message_id = message_id_for(event_key, user.id)
         email_skipped = _email_skip_reason(user, emails_left)
@@ -246,31 +270,42 @@ async def write_wave(
             emails_left -= 1
         for channel in wanted:
             skipped = email_skipped if channel == Channel.EMAIL else None
+            row_id = new_id()
+            if not skipped:
+                pending.append(row_id)
             rows.append(
-                Delivery(
-                    handoff_id=handoff_id,
-                    account_id=account_id,
-                    recipient_user_id=user.id,
-                    channel=channel,
-                    kind=kind,
-                    event_key=event_key,
-                    dedupe_key=dedupe_key_for(event_key, user.id, channel),
-                    message_id=message_id,
-                    status=DeliveryStatus.SKIPPED if skipped else DeliveryStatus.PENDING,
-                    attempts=0,
-                    last_error=skipped,
-                    next_attempt_at=now if skipped else now + SWEEP_GRACE,
-                    created_at=now,
-                )
+                {
+                    "id": row_id,
+                    "handoff_id": handoff_id,
+                    "account_id": account_id,
+                    "recipient_user_id": user.id,
+                    "endpoint_id": None,
+                    "payload": None,
+                    "channel": str(channel),
+                    "kind": str(kind),
+                    "event_key": event_key,
+                    "dedupe_key": dedupe_key_for(event_key, user.id, channel),
+                    "message_id": message_id,
+                    "status": DeliveryStatus.SKIPPED if skipped else DeliveryStatus.PENDING,
+                    "attempts": 0,
+                    "last_error": skipped,
+                    "next_attempt_at": now if skipped else now + SWEEP_GRACE,
+                    "lease_token": None,
+                    "lease_expires_at": None,
+                    "created_at": now,
+                    "sent_at": None,
+                }
             )
     if allowance is not None and Channel.EMAIL in wanted:
         allowance.left = emails_left
-    db.add_all(rows)
-    await db.flush()
-    pending = tuple(r.id for r in rows if r.status == DeliveryStatus.PENDING)
+    if rows:
+        # Anything of this session's still to be flushed goes first (the handoff the rows
+        # point to, for one).
+        await db.flush()
+        await db.execute(_INSERT_WAVE, rows)
     if pending:
-        after_commit.record(db, after_commit.DispatchDeliveries(delivery_ids=pending))
-    return rows
+        after_commit.record(db, after_commit.DispatchDeliveries(delivery_ids=tuple(pending)))
+    return len(rows)
 
 
 async def skip_pending_policy_deliveries(*, db: AsyncSession, handoff_id: str, reason: str) -> int:

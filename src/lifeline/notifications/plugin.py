@@ -33,7 +33,12 @@ def install(ctx: AppContext) -> Relay:
         "email": EmailChannel(ctx.settings, ctx.is_online),
         "push": PushChannel(ctx.is_online),
     }
-    relay = Relay(sessionmaker=ctx.sessionmaker, settings=ctx.settings, channels=channels)
+    relay = Relay(
+        sessionmaker=ctx.sessionmaker,
+        settings=ctx.settings,
+        channels=channels,
+        presence_for=ctx.presence_for,
+    )
     configure_email_cap(ctx.sessionmaker, ctx.settings.email_cap_per_hour)
     ctx.relay = relay
     ctx.after_commit.register(DispatchDeliveries, relay.on_commit)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
@@ -141,6 +142,20 @@ class _OutcomeWriter:
             pause = min(pause * 2, WRITE_RETRY_MAX_SECONDS)
 
 
+def recipients_of(notifications: Sequence[content.Notification]) -> list[str]:
+    """Who a batch's live people are: their presence is asked once for all of them."""
+    return [n.recipient.id for n in notifications if n.recipient.active]
+
+
+# Opens a block whose sends see the presence of these users as asked once, on entry.
+PresenceFor = Callable[[Iterable[str]], AbstractAsyncContextManager[None]]
+
+
+@asynccontextmanager
+async def _no_batch(_user_ids: Iterable[str]) -> AsyncIterator[None]:
+    yield
+
+
 class Relay:
     """Sends outbox rows through their channels; safe to run in any number of processes."""
 
@@ -151,8 +166,11 @@ class Relay:
         settings: Settings,
         channels: Mapping[str, DeliveryChannel],
         batch_size: int = BATCH_SIZE,
+        presence_for: PresenceFor | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        # Presence asked once per batch of sends (``AppContext.presence_for``).
+        self._presence_for: PresenceFor = presence_for or _no_batch
         self._settings = settings
         self._channels = dict(channels)
         self._batch_size = batch_size
@@ -241,9 +259,10 @@ class Relay:
                     claimed=[c for c in claimed if c.id in held],
                     base_url=self._settings.base_url,
                 )
-                outcomes = await asyncio.gather(
-                    *(self._deliver(n, start_by=start_by) for n in notifications)
-                )
+                async with self._presence_for(recipients_of(notifications)):
+                    outcomes = await asyncio.gather(
+                        *(self._deliver(n, start_by=start_by) for n in notifications)
+                    )
                 written = await leases.record_outcomes(db=db, outcomes=outcomes)
         except Exception:
             # Leased and counted as an attempt: retried after the lease, dead-lettered at last.
@@ -294,7 +313,8 @@ class Relay:
             return outcome
 
         try:
-            outcomes = await asyncio.gather(*(one(n) for n in notifications))
+            async with self._presence_for(recipients_of(notifications)):
+                outcomes = await asyncio.gather(*(one(n) for n in notifications))
         finally:
             writer.close()
             await writing

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lifeline.accounts.models import User
 from lifeline.after_commit import AfterCommitRunner
 from lifeline.db import unit_of_work, utcnow
 from lifeline.handoffs import service as handoffs
@@ -41,6 +40,9 @@ class LeaseLost(Exception):
     """Another sweeper holds this row now (our lease ran out): undo and leave it to them."""
 
 
+RecipientsKey = tuple[str, str, tuple[str, ...], tuple[str, ...]]
+
+
 @dataclass
 class StepCounts:
     steps: int = 0
@@ -62,14 +64,12 @@ class _Batch:
     recipients of each step and the emails left this hour, each looked up once."""
 
     handoffs: dict[str, Handoff]
-    recipients: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], list[User]] = field(
-        default_factory=dict
-    )
+    recipients: dict[RecipientsKey, list[outbox.WaveRecipient]] = field(default_factory=dict)
     allowances: dict[str, outbox.EmailAllowance] = field(default_factory=dict)
 
     async def recipients_of(
         self, db: AsyncSession, handoff: Handoff, roles: list[str], users: list[str]
-    ) -> list[User]:
+    ) -> list[outbox.WaveRecipient]:
         key = (handoff.account_id, handoff.created_by, tuple(roles), tuple(users))
         if key not in self.recipients:
             self.recipients[key] = await outbox.step_recipients(
