@@ -3,6 +3,7 @@ and never for events about something else. The state it answers is the API's own
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,10 +18,14 @@ from tests.support.factories import Factory, escalate, new_session
 
 @contextmanager
 def statements(ctx: AppContext) -> Iterator[list[str]]:
-    """Every SQL query the application's engine runs while the block runs."""
+    """Every SQL query this task runs on the application's engine while the block runs (the
+    app's own background sends and sweeps use the engine too, and are not counted)."""
     seen: list[str] = []
+    owner = asyncio.current_task()
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if asyncio.current_task() is not owner:
+            return
         if not statement.startswith("BEGIN"):  # SQLite's transactions open with a statement
             seen.append(statement)
 
