@@ -20,7 +20,7 @@ from lifeline.after_commit import AfterCommitRunner, TaskSet
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession, Message, SessionStatus
 from lifeline.ai_sessions.schemas import MessageCreate
-from lifeline.config import DEMO_SECRET_KEY
+from lifeline.config import DEMO_SECRET_KEY, Settings, get_settings
 from lifeline.db import create_engine, create_sessionmaker, unit_of_work, utcnow
 from lifeline.handoffs import service as handoffs
 from lifeline.handoffs.models import Handoff, HandoffStatus, Intent
@@ -91,7 +91,7 @@ def _echo(message: str) -> None:
     typer.echo(message, err=True)
 
 
-async def _seed(db: AsyncSession) -> dict[str, User]:
+async def _seed(db: AsyncSession, *, email_cap: int) -> dict[str, User]:
     existing = await db.scalar(select(User).where(User.email == PEOPLE[0].email))
     if existing is not None:
         _echo("  demo account already seeded; reusing it")
@@ -180,6 +180,7 @@ async def _seed(db: AsyncSession) -> dict[str, User]:
         session_id=made[0].id,
         intent=Intent.ESCALATE,
         note="Deadlock only on CI; I've tried lock ordering. Can someone pair on it?",
+        email_cap=email_cap,
     )
     await handoffs.create_handoff(
         db=db,
@@ -187,15 +188,16 @@ async def _seed(db: AsyncSession) -> dict[str, User]:
         session_id=made[3].id,
         intent=Intent.PARK,
         note="Back to this after the release",
+        email_cap=email_cap,
     )
     return people
 
 
-async def _seed_and_tokens(database_url: str) -> list[tuple[DemoPerson, User, str]]:
-    engine = create_engine(database_url)
+async def _seed_and_tokens(settings: Settings) -> list[tuple[DemoPerson, User, str]]:
+    engine = create_engine(settings.database_url)
     try:
         async with unit_of_work(create_sessionmaker(engine), AfterCommitRunner(TaskSet())) as db:
-            people = await _seed(db)
+            people = await _seed(db, email_cap=settings.email_cap_per_hour)
             rows = []
             for person in PEOPLE:
                 user = people[person.key]
@@ -219,7 +221,7 @@ def run(*, host: str, port: int, smtp_port: int, seed_only: bool) -> None:
     _echo("[1/3] migrating the embedded database")
     migrate.upgrade(database_url)
     _echo("[2/3] seeding the demo account")
-    rows = asyncio.run(_seed_and_tokens(database_url))
+    rows = asyncio.run(_seed_and_tokens(get_settings()))
 
     base = os.environ["LIFELINE_BASE_URL"]
     typer.echo("")

@@ -31,6 +31,7 @@ class Desk:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        self.email_cap = ctx.settings.email_cap_per_hour
 
     async def run(self, person: Person, work: Callable[[AsyncSession, User], Awaitable[T]]) -> T:
         async with unit_of_work(self.ctx.sessionmaker, self.ctx.after_commit) as db:
@@ -50,16 +51,23 @@ class Desk:
         return await self.run(
             person,
             lambda db, actor: handoffs.create_handoff(
-                db=db, actor=actor, session_id=session_id, intent=intent, note="help"
+                db=db,
+                actor=actor,
+                session_id=session_id,
+                intent=intent,
+                note="help",
+                email_cap=self.email_cap,
             ),
         )
 
     async def move(self, person: Person, transition: str, handoff: Handoff) -> Handoff:
         action = getattr(handoffs, f"{transition}_handoff")
+        # A release writes a wave; the other transitions write none.
+        extra = {"email_cap": self.email_cap} if transition == "release" else {}
         return await self.run(
             person,
             lambda db, actor: action(
-                db=db, actor=actor, session_id=handoff.session_id, handoff_id=handoff.id
+                db=db, actor=actor, session_id=handoff.session_id, handoff_id=handoff.id, **extra
             ),
         )
 
@@ -246,13 +254,20 @@ async def test_a_member_who_may_no_longer_hold_work_gives_it_back(
         await desk.run(
             team.owner,
             lambda db, actor: members.update_member(
-                db=db, actor=actor, user_id=senior_id, role=Role.VIEWER, name=None
+                db=db,
+                actor=actor,
+                user_id=senior_id,
+                role=Role.VIEWER,
+                name=None,
+                email_cap=desk.email_cap,
             ),
         )
     else:
         await desk.run(
             team.owner,
-            lambda db, actor: members.remove_member(db=db, actor=actor, user_id=senior_id),
+            lambda db, actor: members.remove_member(
+                db=db, actor=actor, user_id=senior_id, email_cap=desk.email_cap
+            ),
         )
     async with desk.ctx.sessionmaker() as db:
         back = await db.get(Handoff, handoff.id)

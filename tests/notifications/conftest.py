@@ -80,7 +80,12 @@ async def escalate_without_dispatch(ctx: AppContext, person: Person, session_id:
         actor = await db.get(type(person.user), person.id)
         assert actor is not None
         return await handoffs.create_handoff(
-            db=db, actor=actor, session_id=session_id, intent=Intent.ESCALATE, note="help"
+            db=db,
+            actor=actor,
+            session_id=session_id,
+            intent=Intent.ESCALATE,
+            note="help",
+            email_cap=ctx.settings.email_cap_per_hour,
         )
 
 

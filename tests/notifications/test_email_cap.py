@@ -12,12 +12,16 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import update
 
+from lifeline import worker
 from lifeline.accounts.models import Role
 from lifeline.context import AppContext
 from lifeline.db import utcnow
+from lifeline.handoffs.models import Handoff, HandoffStatus
 from lifeline.notifications.models import Delivery
 from lifeline.notifications.outbox import EMAIL_CAP_REACHED, OPTED_OUT
-from tests.notifications.conftest import notification_settings, running_app, settle
+from lifeline.policies.models import EscalationSchedule
+from tests.notifications.conftest import deliveries, notification_settings, running_app, settle
+from tests.policies.helpers import put_policy, step
 from tests.support.factories import Factory, escalate, new_session
 from tests.support.smtp import SmtpRecorder
 
@@ -142,3 +146,81 @@ async def test_by_default_the_cap_is_500_emails_an_hour(
         ("skipped", EMAIL_CAP_REACHED),
     ]
     assert len(smtp.messages) == 4
+
+
+async def _travel(ctx: AppContext, handoff_id: str, minutes: int) -> None:
+    """As if the escalation was queued ``minutes`` ago and what it waits for is due now: the
+    worker judges time by the real clock, so its rows move instead."""
+    back = timedelta(minutes=minutes)
+    async with ctx.sessionmaker() as db, db.begin():
+        handoff = await db.get(Handoff, handoff_id)
+        assert handoff is not None
+        await db.execute(
+            update(Handoff)
+            .where(Handoff.id == handoff_id)
+            .values(created_at=handoff.created_at - back, queued_at=handoff.queued_at - back)
+        )
+        await db.execute(
+            update(EscalationSchedule)
+            .where(EscalationSchedule.handoff_id == handoff_id)
+            .values(next_step_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+async def test_the_worker_holds_the_waves_it_writes_to_the_configured_cap(
+    database_url: str, smtp: SmtpRecorder
+) -> None:
+    """Steps and expiries are written by ``lifeline worker``, not by a request: they are capped
+    by the worker's own settings too."""
+    settings = notification_settings(
+        database_url, smtp_host=smtp.host, smtp_port=smtp.port, email_cap_per_hour=2
+    )
+    async with running_app(settings) as (ctx, client):
+        factory = Factory(ctx.sessionmaker)
+        team = await factory.team(junior="engineer", a="admin", b="engineer", c="engineer")
+        # The escalation's own wave is push only; every email is the worker's to write.
+        await put_policy(
+            client,
+            team.owner,
+            steps=[
+                step(0, roles=["owner"], channels=["push"]),
+                step(10, roles=["owner", "admin", "engineer"], channels=["email"]),
+            ],
+            expire_after_minutes=20,
+        )
+        handoff = await escalate(
+            client, team["junior"], (await new_session(client, team["junior"]))["id"]
+        )
+        await settle(ctx, handoff["id"])
+        assert smtp.messages == []
+
+        await _travel(ctx, handoff["id"], minutes=10)
+        await worker.run(settings, once=True)
+        step_emails = {
+            r.recipient_user_id: (r.status, r.last_error)
+            for r in await deliveries(ctx, handoff["id"])
+            if r.kind == "step"
+        }
+        # In recipient order: two fit the cap of 2, the rest are over it.
+        seniors = [team.owner, team["a"], team["b"], team["c"]]
+        assert [step_emails[p.id] for p in seniors] == [
+            ("sent", None),
+            ("sent", None),
+            ("skipped", EMAIL_CAP_REACHED),
+            ("skipped", EMAIL_CAP_REACHED),
+        ]
+        assert smtp.recipients() == sorted(p.email for p in seniors[:2])
+
+        # The expiry tells the escalator by email too: the hour's allowance is spent.
+        await _travel(ctx, handoff["id"], minutes=10)
+        await worker.run(settings, once=True)
+        async with ctx.sessionmaker() as db:
+            expired = await db.get(Handoff, handoff["id"])
+            assert expired is not None and expired.status == HandoffStatus.EXPIRED
+        told = [r for r in await deliveries(ctx, handoff["id"]) if r.kind == "expired"]
+        assert {(r.recipient_user_id, r.channel) for r in told} == {
+            (team["junior"].id, "push"),
+            (team["junior"].id, "email"),
+        }
+        assert _email_outcomes(told) == {team["junior"].id: ("skipped", EMAIL_CAP_REACHED)}
+        assert len(smtp.messages) == 2

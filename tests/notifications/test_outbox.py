@@ -75,7 +75,12 @@ async def test_forced_rollback_after_handoff_insert_sends_nothing(
             actor = await db.get(User, team["junior"].id)
             assert actor is not None
             await handoffs.create_handoff(
-                db=db, actor=actor, session_id=session["id"], intent=Intent.ESCALATE, note="x"
+                db=db,
+                actor=actor,
+                session_id=session["id"],
+                intent=Intent.ESCALATE,
+                note="x",
+                email_cap=ctx.settings.email_cap_per_hour,
             )
             # The rows exist inside the transaction, right beside the handoff …
             assert await db.scalar(select(func.count()).select_from(Delivery)) == 4

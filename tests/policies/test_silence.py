@@ -109,7 +109,10 @@ async def test_claim_marks_pending_policy_deliveries_skipped_naming_who(
     await ctx.tasks.drain()
     # The step is written but its sender never got to it (a crash after commit).
     await run_due(
-        sessionmaker=ctx.sessionmaker, runner=AfterCommitRunner(TaskSet()), now=minutes(now(), 11)
+        sessionmaker=ctx.sessionmaker,
+        runner=AfterCommitRunner(TaskSet()),
+        now=minutes(now(), 11),
+        email_cap=ctx.settings.email_cap_per_hour,
     )
     pending = [r for r in await deliveries(ctx, handoff["id"]) if r.kind == "step"]
     assert pending and all(r.status == DeliveryStatus.PENDING for r in pending)

@@ -56,7 +56,13 @@ async def _escalate_without_dispatch(database_url: str, junior: Person, count: i
                     messages=[MessageCreate(content="x")],
                 )
                 await handoffs.create_handoff(
-                    db=db, actor=actor, session_id=session.id, intent=Intent.ESCALATE, note="help"
+                    db=db,
+                    actor=actor,
+                    session_id=session.id,
+                    intent=Intent.ESCALATE,
+                    note="help",
+                    # Room for every email of these escalations: none is capped.
+                    email_cap=count * 10,
                 )
         async with maker() as db, db.begin():
             await db.execute(

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response, status
 from lifeline.accounts import schemas
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import Account
-from lifeline.deps import AdminUser, CurrentUser, PageParams, PrincipalDep, SessionDep
+from lifeline.deps import AdminUser, ContextDep, CurrentUser, PageParams, PrincipalDep, SessionDep
 from lifeline.members import service as members
 from lifeline.policies import service as policies
 
@@ -104,17 +104,24 @@ async def read_user(db: SessionDep, user: CurrentUser, user_id: str) -> schemas.
 
 @router.patch("/users/{user_id}", response_model=schemas.UserRead)
 async def update_user(
-    db: SessionDep, actor: AdminUser, user_id: str, body: schemas.UserUpdate
+    db: SessionDep, ctx: ContextDep, actor: AdminUser, user_id: str, body: schemas.UserUpdate
 ) -> schemas.UserRead:
     target = await members.update_member(
-        db=db, actor=actor, user_id=user_id, role=body.role, name=body.name
+        db=db,
+        actor=actor,
+        user_id=user_id,
+        role=body.role,
+        name=body.name,
+        email_cap=ctx.settings.email_cap_per_hour,
     )
     return schemas.UserRead.model_validate(target)
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_user(db: SessionDep, actor: AdminUser, user_id: str) -> Response:
-    await members.remove_member(db=db, actor=actor, user_id=user_id)
+async def delete_user(db: SessionDep, ctx: ContextDep, actor: AdminUser, user_id: str) -> Response:
+    await members.remove_member(
+        db=db, actor=actor, user_id=user_id, email_cap=ctx.settings.email_cap_per_hour
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -184,6 +184,7 @@ def build_server(
                     session_id=session_id,
                     external_id=external_id,
                     client_name=client_name,
+                    email_cap=app_ctx.settings.email_cap_per_hour,
                 )
                 return result.model_dump(mode="json")
 

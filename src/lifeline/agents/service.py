@@ -84,6 +84,7 @@ async def escalate(
     session_id: str | None,
     external_id: str | None,
     client_name: str | None,
+    email_cap: int,
 ) -> EscalateResult:
     """Escalate for an agent; the same conversation while its escalation is live gets it back."""
     if not is_senior(actor):
@@ -126,6 +127,7 @@ async def escalate(
         intent=Intent.ESCALATE,
         note=brief.ask,
         brief=brief.model_dump(mode="json"),
+        email_cap=email_cap,
     )
     return _escalated(handoff, base_url, created=True)
 

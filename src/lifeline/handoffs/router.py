@@ -13,7 +13,14 @@ from pydantic import TypeAdapter
 
 from lifeline import idempotency, metrics
 from lifeline.db import utcnow
-from lifeline.deps import CurrentUser, IdempotencyKey, PageParams, SeniorUser, SessionDep
+from lifeline.deps import (
+    ContextDep,
+    CurrentUser,
+    IdempotencyKey,
+    PageParams,
+    SeniorUser,
+    SessionDep,
+)
 from lifeline.errors import Conflict
 from lifeline.handoffs import schemas
 from lifeline.handoffs import service as handoffs
@@ -55,6 +62,7 @@ async def team_queue(
 @router.post("/handoff", response_model=schemas.HandoffRead, status_code=status.HTTP_201_CREATED)
 async def create_handoff(
     db: SessionDep,
+    ctx: ContextDep,
     user: SeniorUser,
     session_id: str,
     body: schemas.HandoffCreate,
@@ -70,6 +78,7 @@ async def create_handoff(
             intent=body.intent,
             note=body.note,
             brief=body.brief.model_dump(mode="json") if body.brief else None,
+            email_cap=ctx.settings.email_cap_per_hour,
         )
         metrics.handoff_created(handoff.intent)
         return schemas.HandoffRead.model_validate(handoff).model_dump(mode="json")
@@ -134,10 +143,14 @@ async def claim_handoff(
     responses=_TRANSITION_ERRORS,
 )
 async def release_handoff(
-    db: SessionDep, user: SeniorUser, session_id: str, handoff_id: str
+    db: SessionDep, ctx: ContextDep, user: SeniorUser, session_id: str, handoff_id: str
 ) -> schemas.HandoffRead:
     handoff = await handoffs.release_handoff(
-        db=db, actor=user, session_id=session_id, handoff_id=handoff_id
+        db=db,
+        actor=user,
+        session_id=session_id,
+        handoff_id=handoff_id,
+        email_cap=ctx.settings.email_cap_per_hour,
     )
     return schemas.HandoffRead.model_validate(handoff)
 

@@ -59,9 +59,11 @@ async def create_handoff(
     session_id: str,
     intent: Intent,
     note: str,
+    email_cap: int,
     brief: dict[str, Any] | None = None,
 ) -> Handoff:
-    """Park (private, no fan-out) or escalate (the team is told once this commits)."""
+    """Park (private, no fan-out) or escalate (the team is told once this commits; at most
+    ``email_cap`` emails an hour per account, ``Settings.email_cap_per_hour``)."""
     session = await sessions.get_visible_session(db=db, user=actor, session_id=session_id)
     if not sessions.is_session_owner(session, actor):
         raise Forbidden("Only the session's creator or assignee can hand it off")
@@ -104,7 +106,7 @@ async def create_handoff(
     if intent == Intent.ESCALATE:
         await sessions.mark_escalated(db, session.id, now)
         await publish(db, handoff, "handoff.escalated")
-        await _start_policy(db, handoff, DeliveryKind.ESCALATED)
+        await _start_policy(db, handoff, DeliveryKind.ESCALATED, email_cap=email_cap)
     else:
         await sessions.mark_parked(db, session.id, actor.id, now)
         await publish(db, handoff, "handoff.parked")
@@ -119,7 +121,12 @@ def policy_of(handoff: Handoff) -> EscalationPolicy:
 
 
 async def _start_policy(
-    db: AsyncSession, handoff: Handoff, kind: DeliveryKind, exclude_user_id: str | None = None
+    db: AsyncSession,
+    handoff: Handoff,
+    kind: DeliveryKind,
+    *,
+    email_cap: int,
+    exclude_user_id: str | None = None,
 ) -> None:
     """From step 1, counted from ``queued_at``: a step due at once goes out with this
     transaction (the escalation's own wave, or the release's), the rest is scheduled."""
@@ -138,6 +145,7 @@ async def _start_policy(
             exclude_user_id=exclude_user_id,
             step=policy.steps[0],
             event_key=key,
+            email_cap=email_cap,
         )
         handoff.policy_step = 1
         next_ref = following(policy, first)
@@ -398,7 +406,7 @@ async def watch_claim(
 
 
 async def release_handoff(
-    *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
+    *, db: AsyncSession, actor: User, session_id: str, handoff_id: str, email_cap: int
 ) -> Handoff:
     """The claimer puts it back in the queue; the team is told again.
 
@@ -412,7 +420,7 @@ async def release_handoff(
             raise Forbidden("Only the engineer who picked it up can release it")
         if holder is None:
             raise Conflict(f"This escalation is {handoff.status}", claimed_by=None)
-    if not await requeue(db, handoff, holder, released_by=actor.id):
+    if not await requeue(db, handoff, holder, released_by=actor.id, email_cap=email_cap):
         raise Conflict(f"This escalation is {handoff.status}", claimed_by=None)
     if holder != actor.id:
         log.info(
@@ -431,6 +439,7 @@ async def requeue(
     handoff: Handoff,
     claimer_id: str,
     *,
+    email_cap: int,
     released_by: str | None = None,
     tell_claimer: bool = False,
 ) -> bool:
@@ -463,12 +472,13 @@ async def requeue(
         db,
         handoff,
         DeliveryKind.RELEASED,
+        email_cap=email_cap,
         exclude_user_id=None if tell_claimer else (released_by or claimer_id),
     )
     return True
 
 
-async def release_claims_of(*, db: AsyncSession, user: User) -> list[Handoff]:
+async def release_claims_of(*, db: AsyncSession, user: User, email_cap: int) -> list[Handoff]:
     """Everything ``user`` has picked up goes back to the queue (they are leaving the team)."""
     held = (
         await db.scalars(
@@ -479,7 +489,7 @@ async def release_claims_of(*, db: AsyncSession, user: User) -> list[Handoff]:
             )
         )
     ).all()
-    return [handoff for handoff in held if await requeue(db, handoff, user.id)]
+    return [handoff for handoff in held if await requeue(db, handoff, user.id, email_cap=email_cap)]
 
 
 async def resolve_handoff(

@@ -33,6 +33,7 @@ async def fire_step(
     round_: int,
     ref: StepRef,
     recipients: Sequence[outbox.Recipient],
+    email_cap: int,
     allowance: outbox.EmailAllowance | None = None,
 ) -> bool:
     """Record ``ref`` as fired and write its wave to ``recipients``, if the escalation is still
@@ -70,12 +71,15 @@ async def fire_step(
             ),
             recipients=recipients,
             channels=step.channels,
+            email_cap=email_cap,
             allowance=allowance,
         )
     return True
 
 
-async def _tell(db: AsyncSession, handoff: Handoff, user_id: str, kind: DeliveryKind) -> None:
+async def _tell(
+    db: AsyncSession, handoff: Handoff, user_id: str, kind: DeliveryKind, *, email_cap: int
+) -> None:
     """Push and email to one person about this handoff (not a policy wave to the team)."""
     user = await db.get(User, user_id)
     if user is None or user.deleted_at is not None:
@@ -88,10 +92,13 @@ async def _tell(db: AsyncSession, handoff: Handoff, user_id: str, kind: Delivery
         event_key=f"{handoff.id}:{kind}:{handoff.policy_round}",
         recipients=[user],
         channels=(Channel.PUSH, Channel.EMAIL),
+        email_cap=email_cap,
     )
 
 
-async def expire(*, db: AsyncSession, handoff_id: str, round_: int, now: datetime) -> bool:
+async def expire(
+    *, db: AsyncSession, handoff_id: str, round_: int, now: datetime, email_cap: int
+) -> bool:
     """Nobody picked it up in time: ``expired``, the escalator told by push and email."""
     result: CursorResult[Any] = await db.execute(  # type: ignore[assignment]
         update(Handoff)
@@ -110,7 +117,7 @@ async def expire(*, db: AsyncSession, handoff_id: str, round_: int, now: datetim
     await handoffs.leave_queue(db, handoff, "expired before it was sent")
     await sessions.set_status(db, handoff.session_id, SessionStatus.ACTIVE, now)
     await handoffs.publish(db, handoff, "handoff.expired")
-    await _tell(db, handoff, handoff.created_by, DeliveryKind.EXPIRED)
+    await _tell(db, handoff, handoff.created_by, DeliveryKind.EXPIRED, email_cap=email_cap)
     return True
 
 
@@ -137,7 +144,13 @@ async def last_activity(db: AsyncSession, handoff: Handoff) -> datetime:
 
 
 async def check_claim(
-    *, db: AsyncSession, handoff_id: str, round_: int, reminded: bool, now: datetime
+    *,
+    db: AsyncSession,
+    handoff_id: str,
+    round_: int,
+    reminded: bool,
+    now: datetime,
+    email_cap: int,
 ) -> str:
     """A claimed escalation whose time came: auto-release it if idle that long, else remind
     the claimer once ("still on it?"), else look again later. Returns what it did."""
@@ -148,7 +161,9 @@ async def check_claim(
     activity = await last_activity(db, handoff)
     minutes = policy.auto_release_minutes
     if minutes is not None and (now - activity).total_seconds() >= minutes * 60:
-        released = await handoffs.requeue(db, handoff, handoff.claimed_by, tell_claimer=True)
+        released = await handoffs.requeue(
+            db, handoff, handoff.claimed_by, tell_claimer=True, email_cap=email_cap
+        )
         return "released" if released else "gone"
     reminder = policy.claim_reminder_minutes
     if (
@@ -156,7 +171,9 @@ async def check_claim(
         and reminder is not None
         and (now - handoff.claimed_at).total_seconds() >= (reminder * 60)
     ):
-        await _tell(db, handoff, handoff.claimed_by, DeliveryKind.CLAIM_REMINDER)
+        await _tell(
+            db, handoff, handoff.claimed_by, DeliveryKind.CLAIM_REMINDER, email_cap=email_cap
+        )
         reminded = True
         done = "reminded"
     else:

@@ -17,19 +17,25 @@ from lifeline.handoffs import service as handoffs
 
 
 async def update_member(
-    *, db: AsyncSession, actor: User, user_id: str, role: Role | None, name: str | None
+    *,
+    db: AsyncSession,
+    actor: User,
+    user_id: str,
+    role: Role | None,
+    name: str | None,
+    email_cap: int,
 ) -> User:
     """Rename or change a member's role; a viewer can't hold a pick-up (nor release or
     resolve it), so what they held goes back to the team."""
     target = await accounts.update_user(db=db, actor=actor, user_id=user_id, role=role, name=name)
     if not is_senior(target):
-        await handoffs.release_claims_of(db=db, user=target)
+        await handoffs.release_claims_of(db=db, user=target, email_cap=email_cap)
     return target
 
 
-async def remove_member(*, db: AsyncSession, actor: User, user_id: str) -> User:
+async def remove_member(*, db: AsyncSession, actor: User, user_id: str, email_cap: int) -> User:
     """Remove a member: nobody gone can hold work, so what they had picked up returns to the
     team's queue."""
     target = await accounts.soft_delete_user(db=db, actor=actor, user_id=user_id)
-    await handoffs.release_claims_of(db=db, user=target)
+    await handoffs.release_claims_of(db=db, user=target, email_cap=email_cap)
     return target

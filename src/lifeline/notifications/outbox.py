@@ -15,11 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from sqlalchemy import CursorResult, Table, distinct, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline import after_commit
 from lifeline.accounts.models import SENIOR_ROLES, EmailPreference, User
-from lifeline.config import Settings
 from lifeline.db import new_id, utcnow
 from lifeline.handoffs.models import Handoff, Intent
 from lifeline.notifications.models import (
@@ -40,9 +39,6 @@ SWEEP_GRACE = timedelta(seconds=5)
 MESSAGE_ID_DOMAIN = "lifeline"
 OPTED_OUT = "recipient opted out"
 EMAIL_CAP_REACHED = "hourly email cap reached"
-# Sessions carry the process's cap in their ``info`` (see ``configure_email_cap``), so the
-# services that enqueue waves need no settings of their own.
-_EMAIL_CAP_KEY = "lifeline.email_cap_per_hour"
 EMAIL_CAP_WINDOW = timedelta(hours=1)
 DELIVERIES = cast(Table, Delivery.__table__)
 # A wave's rows go in as multi-row INSERTs: RETURNING makes SQLAlchemy batch an executemany
@@ -51,23 +47,11 @@ DELIVERIES = cast(Table, Delivery.__table__)
 _INSERT_WAVE = insert(DELIVERIES).returning(DELIVERIES.c.id)
 
 
-def configure_email_cap(sessionmaker: async_sessionmaker[AsyncSession], cap: int) -> None:
-    """Every session this sessionmaker opens enforces ``cap`` emails per account per hour."""
-    info = dict(sessionmaker.kw.get("info") or {})
-    info[_EMAIL_CAP_KEY] = cap
-    sessionmaker.configure(info=info)
-
-
-def _email_cap(db: AsyncSession) -> int:
-    cap = db.info.get(_EMAIL_CAP_KEY)
-    if cap is None:
-        default: int = Settings.model_fields["email_cap_per_hour"].default
-        return default
-    return int(cap)
-
-
-async def emails_left_this_hour(*, db: AsyncSession, account_id: str, now: datetime) -> int:
-    """How many more escalation emails the account may send before the hourly cap.
+async def emails_left_this_hour(
+    *, db: AsyncSession, account_id: str, now: datetime, email_cap: int
+) -> int:
+    """How many more escalation emails the account may send before ``email_cap`` an hour
+    (``Settings.email_cap_per_hour``, passed down by whoever writes the wave).
 
     Counted over the account's email rows created in the last hour that are, were or will be
     handed to SMTP (skipped ones cost nothing). Concurrent waves of one account each count
@@ -83,7 +67,7 @@ async def emails_left_this_hour(*, db: AsyncSession, account_id: str, now: datet
             Delivery.created_at > now - EMAIL_CAP_WINDOW,
         )
     )
-    return max(0, _email_cap(db) - (used or 0))
+    return max(0, email_cap - (used or 0))
 
 
 class Recipient(Protocol):
@@ -178,8 +162,10 @@ class EmailAllowance:
     left: int
 
 
-async def email_allowance(*, db: AsyncSession, account_id: str) -> EmailAllowance:
-    left = await emails_left_this_hour(db=db, account_id=account_id, now=utcnow())
+async def email_allowance(*, db: AsyncSession, account_id: str, email_cap: int) -> EmailAllowance:
+    left = await emails_left_this_hour(
+        db=db, account_id=account_id, now=utcnow(), email_cap=email_cap
+    )
     return EmailAllowance(account_id, left)
 
 
@@ -197,6 +183,7 @@ async def enqueue_wave(
     handoff: Handoff,
     kind: DeliveryKind,
     exclude_user_id: str | None = None,
+    email_cap: int,
     step: PolicyStep | None = None,
     event_key: str | None = None,
 ) -> int:
@@ -231,6 +218,7 @@ async def enqueue_wave(
         event_key=event_key,
         recipients=recipients,
         channels=channels,
+        email_cap=email_cap,
     )
 
 
@@ -243,12 +231,14 @@ async def write_wave(
     event_key: str,
     recipients: Sequence[Recipient],
     channels: Sequence[str],
+    email_cap: int,
     allowance: EmailAllowance | None = None,
 ) -> int:
     """Write one delivery row per recipient per channel; every wave goes through here.
 
-    Email to someone whose preference is ``never``, or beyond the account's hourly email cap,
-    is written as ``skipped`` with why, so the audit trail shows they were considered; push is
+    Email to someone whose preference is ``never``, or beyond the account's hourly email cap
+    (``email_cap``; or what is left of it in ``allowance``, when a batch shares one), is
+    written as ``skipped`` with why, so the audit trail shows they were considered; push is
     never capped; ``offline_only`` is decided at send time, when presence is known. The rows
     go in as one multi-row INSERT (a few for a very big team), not one ORM object each; →
     how many were written.
@@ -260,7 +250,9 @@ async def write_wave(
     elif allowance is not None:
         emails_left = allowance.left
     else:
-        emails_left = await emails_left_this_hour(db=db, account_id=account_id, now=now)
+        emails_left = await emails_left_this_hour(
+            db=db, account_id=account_id, now=now, email_cap=email_cap
+        )
     rows: list[dict[str, Any]] = []
     pending: list[str] = []
     for user in recipients:

@@ -20,7 +20,6 @@ from lifeline.db import utcnow
 from lifeline.notifications.channels import DeliveryChannel
 from lifeline.notifications.channels.email import EmailChannel, send_bound
 from lifeline.notifications.channels.push import PushChannel
-from lifeline.notifications.outbox import configure_email_cap
 from lifeline.notifications.relay import DeliveryCounts, Relay
 from lifeline.notifications.steps import StepCounts, run_due
 
@@ -39,7 +38,6 @@ def install(ctx: AppContext) -> Relay:
         channels=channels,
         presence_for=ctx.presence_for,
     )
-    configure_email_cap(ctx.sessionmaker, ctx.settings.email_cap_per_hour)
     ctx.relay = relay
     ctx.after_commit.register(DispatchDeliveries, relay.on_commit)
     return relay
@@ -78,7 +76,10 @@ async def sweep_once(*, ctx: AppContext, relay: Relay, now: datetime | None = No
     judged by the real clock, or a traveller would see every live lease as expired.
     """
     steps = await run_due(
-        sessionmaker=ctx.sessionmaker, runner=ctx.after_commit, now=now or utcnow()
+        sessionmaker=ctx.sessionmaker,
+        runner=ctx.after_commit,
+        now=now or utcnow(),
+        email_cap=ctx.settings.email_cap_per_hour,
     )
     return SweepReport(steps=steps, deliveries=await relay.sweep())
 

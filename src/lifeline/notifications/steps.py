@@ -60,10 +60,12 @@ class StepCounts:
 
 @dataclass
 class _Batch:
-    """What one leased batch shares: the handoffs as read when leased, and per account the
-    recipients of each step and the emails left this hour, each looked up once."""
+    """What one leased batch shares: the handoffs as read when leased, the hourly email cap,
+    and per account the recipients of each step and the emails left this hour, each looked up
+    once."""
 
     handoffs: dict[str, Handoff]
+    email_cap: int
     recipients: dict[RecipientsKey, list[outbox.WaveRecipient]] = field(default_factory=dict)
     allowances: dict[str, outbox.EmailAllowance] = field(default_factory=dict)
 
@@ -79,7 +81,9 @@ class _Batch:
 
     async def allowance_of(self, db: AsyncSession, account_id: str) -> outbox.EmailAllowance:
         if account_id not in self.allowances:
-            self.allowances[account_id] = await outbox.email_allowance(db=db, account_id=account_id)
+            self.allowances[account_id] = await outbox.email_allowance(
+                db=db, account_id=account_id, email_cap=self.email_cap
+            )
         return self.allowances[account_id]
 
 
@@ -98,7 +102,9 @@ async def _act_on_policy(
     origin = handoff.queued_at
     deadline = expires_at(policy, origin)
     if deadline is not None and deadline <= now:
-        if await timeouts.expire(db=db, handoff_id=handoff.id, round_=entry.round, now=now):
+        if await timeouts.expire(
+            db=db, handoff_id=handoff.id, round_=entry.round, now=now, email_cap=batch.email_cap
+        ):
             counts.expired += 1
         return
     due = None
@@ -118,6 +124,7 @@ async def _act_on_policy(
             round_=entry.round,
             ref=due,
             recipients=recipients,
+            email_cap=batch.email_cap,
             allowance=allowance,
         )
         if not fired:
@@ -135,10 +142,15 @@ async def _act_on_policy(
 
 
 async def _act_on_claim(
-    db: AsyncSession, entry: LeasedEntry, now: datetime, counts: StepCounts, _batch: _Batch
+    db: AsyncSession, entry: LeasedEntry, now: datetime, counts: StepCounts, batch: _Batch
 ) -> None:
     done = await timeouts.check_claim(
-        db=db, handoff_id=entry.handoff_id, round_=entry.round, reminded=entry.step == 1, now=now
+        db=db,
+        handoff_id=entry.handoff_id,
+        round_=entry.round,
+        reminded=entry.step == 1,
+        now=now,
+        email_cap=batch.email_cap,
     )
     if done == "released":
         counts.auto_released += 1
@@ -151,9 +163,11 @@ async def run_due(
     sessionmaker: async_sessionmaker[AsyncSession],
     runner: AfterCommitRunner,
     now: datetime,
+    email_cap: int,
     limit: int = BATCH_SIZE,
 ) -> StepCounts:
-    """Everything due at ``now``, in leased batches until none is left."""
+    """Everything due at ``now``, in leased batches until none is left; the waves they write
+    send at most ``email_cap`` emails per account per hour (``Settings.email_cap_per_hour``)."""
     counts = StepCounts()
     for _batch in range(MAX_BATCHES):
         clock = utcnow()
@@ -163,7 +177,7 @@ async def run_due(
             )
             policy_ids = [e.handoff_id for e in entries if e.phase == SchedulePhase.POLICY]
             read = await db.scalars(select(Handoff).where(Handoff.id.in_(policy_ids)))
-            batch = _Batch(handoffs={h.id: h for h in read})
+            batch = _Batch(handoffs={h.id: h for h in read}, email_cap=email_cap)
         for entry in entries:
             act = _act_on_policy if entry.phase == SchedulePhase.POLICY else _act_on_claim
             try:

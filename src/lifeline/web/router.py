@@ -16,7 +16,7 @@ from lifeline.accounts.models import Role, User, is_senior
 from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession, MessageRole, SessionSource, SessionStatus
 from lifeline.ai_sessions.schemas import MAX_MESSAGE_LENGTH, MessageCreate
-from lifeline.deps import Principal, SessionDep
+from lifeline.deps import ContextDep, Principal, SessionDep
 from lifeline.errors import Conflict, Forbidden, NotFound
 from lifeline.handoffs import service as handoffs
 from lifeline.handoffs.models import Handoff, HandoffStatus, Intent
@@ -240,6 +240,7 @@ async def session_page(
 async def hand_off(
     request: Request,
     db: SessionDep,
+    ctx: ContextDep,
     principal: FormPrincipal,
     session_id: str,
     intent: Annotated[Intent, Form()],
@@ -275,7 +276,13 @@ async def hand_off(
             raise Bounce(here, error=str(exc)) from exc
     try:
         handoff = await handoffs.create_handoff(
-            db=db, actor=user, session_id=session_id, intent=intent, note=note.strip(), brief=brief
+            db=db,
+            actor=user,
+            session_id=session_id,
+            intent=intent,
+            note=note.strip(),
+            brief=brief,
+            email_cap=ctx.settings.email_cap_per_hour,
         )
     except Conflict as exc:
         raise Bounce(here, error=exc.detail) from exc
@@ -289,6 +296,7 @@ async def hand_off(
 async def handoff_action(
     request: Request,
     db: SessionDep,
+    ctx: ContextDep,
     principal: FormPrincipal,
     session_id: str,
     handoff_id: str,
@@ -297,30 +305,46 @@ async def handoff_action(
     answer: Annotated[str, Form(max_length=MAX_ANSWER_LENGTH)] = "",
 ) -> Response:
     """Pick Up (claim), Release, Resolve (with an optional answer) or Withdraw (cancel)."""
-    transitions = {
-        "claim": handoffs.claim_handoff,
-        "release": handoffs.release_handoff,
-        "resolve": handoffs.resolve_handoff,
-        "cancel": handoffs.cancel_handoff,
-    }
-    transition = transitions.get(action)
-    if transition is None:
-        raise NotFound("No such action")
-    user = principal.user
-    require_senior(user)
-    here = f"/sessions/{session_id}"
-    extra = {"answer": answer.strip() or None} if action == "resolve" else {}
-    try:
-        await transition(db=db, actor=user, session_id=session_id, handoff_id=handoff_id, **extra)
-    except Conflict as exc:
-        # Losing a Pick Up race is normal: say who has it and carry on.
-        raise Bounce(local_path(back, here), error=exc.detail) from exc
     notices = {
         "claim": "You picked this up. The escalator has been told.",
         "release": "Released: it is back in the team queue.",
         "resolve": "Resolved. Thanks for helping out.",
         "cancel": "Escalation withdrawn.",
     }
+    if action not in notices:
+        raise NotFound("No such action")
+    user = principal.user
+    require_senior(user)
+    here = f"/sessions/{session_id}"
+    try:
+        if action == "claim":
+            await handoffs.claim_handoff(
+                db=db, actor=user, session_id=session_id, handoff_id=handoff_id
+            )
+        elif action == "release":
+            # A release tells the team again: its wave counts against the hourly email cap.
+            await handoffs.release_handoff(
+                db=db,
+                actor=user,
+                session_id=session_id,
+                handoff_id=handoff_id,
+                email_cap=ctx.settings.email_cap_per_hour,
+            )
+        elif action == "resolve":
+            await handoffs.resolve_handoff(
+                db=db,
+                actor=user,
+                session_id=session_id,
+                handoff_id=handoff_id,
+                answer=answer.strip() or None,
+            )
+        else:
+            await handoffs.cancel_handoff(
+                db=db, actor=user, session_id=session_id, handoff_id=handoff_id
+            )
+    except Conflict as exc:
+        # Losing a Pick Up race is normal: say who has it and carry on.
+        raise Bounce(local_path(back, here), error=exc.detail) from exc
     return redirect(request, here, notice=notices[action])
 
 

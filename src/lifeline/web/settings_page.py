@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lifeline.accounts import passwords, schemas
 from lifeline.accounts import service as accounts
 from lifeline.accounts.models import EmailPreference, Role, User, is_manager
-from lifeline.deps import Principal, SessionDep
+from lifeline.deps import ContextDep, Principal, SessionDep
 from lifeline.errors import Conflict, Forbidden, Unprocessable
 from lifeline.members import service as members
 from lifeline.policies import service as policies
@@ -247,6 +247,7 @@ async def invite_member(
 async def change_role(
     request: Request,
     db: SessionDep,
+    ctx: ContextDep,
     principal: FormPrincipal,
     user_id: str,
     role: Annotated[Role, Form()],
@@ -254,7 +255,12 @@ async def change_role(
     require_manager(principal.user)
     try:
         member = await members.update_member(
-            db=db, actor=principal.user, user_id=user_id, role=role, name=None
+            db=db,
+            actor=principal.user,
+            user_id=user_id,
+            role=role,
+            name=None,
+            email_cap=ctx.settings.email_cap_per_hour,
         )
     except Conflict as exc:
         raise Bounce("/settings#team", error=exc.detail) from exc
@@ -263,11 +269,16 @@ async def change_role(
 
 @router.post("/settings/members/{user_id}/remove")
 async def remove_member(
-    request: Request, db: SessionDep, principal: FormPrincipal, user_id: str
+    request: Request, db: SessionDep, ctx: ContextDep, principal: FormPrincipal, user_id: str
 ) -> Response:
     require_manager(principal.user)
     try:
-        member = await members.remove_member(db=db, actor=principal.user, user_id=user_id)
+        member = await members.remove_member(
+            db=db,
+            actor=principal.user,
+            user_id=user_id,
+            email_cap=ctx.settings.email_cap_per_hour,
+        )
     except Conflict as exc:
         raise Bounce("/settings#team", error=exc.detail) from exc
     return redirect(request, "/settings#team", notice=f"{member.name} was removed from the team.")
