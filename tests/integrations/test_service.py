@@ -1,7 +1,7 @@
 """Webhook endpoints, the integration outbox and endpoint health at the service level, on
 SQLite and PostgreSQL: each account's own endpoints, the guards on replay, which events make
 rows, and when an endpoint is switched off. Nothing is sent: the after-commit intents are
-caught and counted instead."""
+caught and counted instead; the owners' email goes to a recording SMTP server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lifeline.accounts.models import User
+from lifeline.accounts.models import Role, User
 from lifeline.after_commit import (
     AfterCommitRunner,
     DeliverToIntegrations,
@@ -35,6 +35,7 @@ from lifeline.integrations.ssrf import UnsafeUrl
 from lifeline.notifications.models import Delivery, DeliveryStatus
 from lifeline.realtime.models import AUDIENCE_ACCOUNT, Event
 from tests.support.factories import Factory, Person, Team
+from tests.support.smtp import SmtpRecorder
 
 T = TypeVar("T")
 HOOK = "http://127.0.0.1:9/hook"
@@ -555,3 +556,33 @@ async def test_gone_or_failing_for_five_days_switches_the_endpoint_off(
     assert (off.enabled, off.disabled_reason) == (False, health.FAILING_FOR_DAYS)
     # Already off: not switched off (nor reported) twice.
     assert await _track(desk, [(_send(failing.id), _failed())], later=five) == []
+
+
+async def test_the_owners_are_told_by_email_when_an_endpoint_is_switched_off(
+    ctx: AppContext, factory: Factory, smtp: SmtpRecorder
+) -> None:
+    team = await factory.team(admin="admin")
+    second_owner = await factory.person(team, key="boss", role=Role.OWNER)
+    disabled = health.Disabled("e1", team.account.id, HOOK, "HTTP 410 Gone")
+    settings = ctx.settings.model_copy(update={"smtp_host": smtp.host, "smtp_port": smtp.port})
+    await health.tell_owners(sessionmaker=ctx.sessionmaker, settings=settings, disabled=disabled)
+    # Owners only, never an admin.
+    assert smtp.recipients() == sorted([team.owner.email, second_owner.email])
+    message = smtp.messages[0]
+    assert message.message["Subject"] == f"[Lifeline] Webhook disabled: {HOOK}"
+    assert "HTTP 410 Gone" in message.text and "/settings#webhooks" in message.text
+
+
+async def test_telling_the_owners_never_raises(
+    ctx: AppContext, factory: Factory, smtp: SmtpRecorder
+) -> None:
+    team = await factory.team()
+    disabled = health.Disabled("e1", team.account.id, HOOK, health.FAILING_FOR_DAYS)
+    # No SMTP server configured: nobody to tell, nothing raised.
+    unset = ctx.settings.model_copy(update={"smtp_host": None})
+    await health.tell_owners(sessionmaker=ctx.sessionmaker, settings=unset, disabled=disabled)
+    # An SMTP server that refuses: logged, nothing raised, nothing sent.
+    smtp.refuse()
+    refusing = ctx.settings.model_copy(update={"smtp_host": smtp.host, "smtp_port": smtp.port})
+    await health.tell_owners(sessionmaker=ctx.sessionmaker, settings=refusing, disabled=disabled)
+    assert smtp.messages == []
