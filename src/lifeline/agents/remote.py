@@ -17,9 +17,9 @@ from mcp.types import Implementation
 
 from lifeline import __version__
 from lifeline.agents.stdio import mcp_endpoint
+from lifeline.handoffs.models import HandoffStatus
 
 API = "/api/v1"
-LIVE = ("open", "claimed")
 
 
 class RemoteError(RuntimeError):
@@ -110,7 +110,7 @@ class Remote:
     async def _live_escalation(self, session_id: str) -> dict[str, Any] | None:
         history = await self._ok("GET", f"/ai-sessions/{session_id}/handoffs")
         for handoff in history["items"]:
-            if handoff["intent"] == "escalate" and handoff["status"] in LIVE:
+            if handoff["intent"] == "escalate" and HandoffStatus(handoff["status"]).is_live:
                 found: dict[str, Any] = handoff
                 return found
         return None
@@ -168,7 +168,7 @@ async def follow(remote: Remote, escalation: Escalation, report: Report) -> str:
             status = state["status"]
             if status == "claimed":
                 await report("claimed", state)
-        while status in LIVE:
+        while HandoffStatus(status).is_live:
             arguments: dict[str, Any] = {"session_id": escalation.session_id}
             if after is not None:
                 arguments["after"] = after

@@ -38,7 +38,6 @@ from lifeline.ai_sessions.schemas import MAX_MESSAGE_LENGTH
 from lifeline.context import AppContext
 from lifeline.db import unit_of_work
 from lifeline.errors import LifelineError, Unauthorized
-from lifeline.handoffs.models import HandoffStatus
 from lifeline.handoffs.schemas import MAX_BRIEF_TEXT, MAX_NOTE_LENGTH, Brief, BriefContext
 from lifeline.realtime.waiters import Waiters
 
@@ -271,7 +270,7 @@ def build_server(
             first = await service.reply_state(
                 db=db, user=user, session_id=session_id, after_id=anchor
             )
-        if first.messages or _over(first.status):
+        if first.messages or service.wait_is_over(first.status):
             return first
 
         async def check(_elapsed: float, _news: News) -> ReplyResult | None:
@@ -279,7 +278,7 @@ def build_server(
                 state = await service.reply_state(
                     db=db, user=user, session_id=session_id, after_id=anchor
                 )
-            return state if state.messages or _over(state.status) else None
+            return state if state.messages or service.wait_is_over(state.status) else None
 
         result, _waited = await wait_for(
             waiters=waiters_of(app_ctx),
@@ -312,8 +311,3 @@ def build_server(
             )
 
     return server
-
-
-def _over(status: str | None) -> bool:
-    """Any status but open or claimed ends a wait (resolved, cancelled, expired, …)."""
-    return status is not None and status not in (HandoffStatus.OPEN, HandoffStatus.CLAIMED)

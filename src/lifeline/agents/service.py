@@ -33,7 +33,7 @@ from lifeline.handoffs.schemas import Brief
 
 MAX_TITLE = 120
 REPLY_BATCH = 100
-LIVE = (HandoffStatus.OPEN, HandoffStatus.CLAIMED)
+_STATUSES = frozenset(HandoffStatus)
 
 
 def session_url(base_url: str, session_id: str) -> str:
@@ -64,7 +64,7 @@ def _escalated(handoff: Handoff, base_url: str, *, created: bool) -> EscalateRes
 
 async def _live_escalation(db: AsyncSession, session_id: str) -> Handoff | None:
     latest = await handoffs.latest_escalation(db=db, session_id=session_id)
-    return latest if latest is not None and latest.status in LIVE else None
+    return latest if latest is not None and HandoffStatus(latest.status).is_live else None
 
 
 async def _external_session(db: AsyncSession, actor: User, external_id: str) -> AISession | None:
@@ -147,16 +147,40 @@ async def view_handoff(
     )
 
 
+def _pickup(
+    *,
+    handoff_id: str,
+    status: str,
+    claimer: UserRef | None,
+    answer: str | None,
+    waited_seconds: float,
+) -> PickupResult:
+    """The one shape every pick-up answer takes, however it was learned."""
+    return PickupResult(
+        handoff_id=handoff_id,
+        status=status,
+        claimed_by=claimer,
+        answer=answer,
+        waited_seconds=round(waited_seconds, 3),
+    )
+
+
+def wait_is_over(status: str | None) -> bool:
+    """A reply wait ends with the escalation: resolved, cancelled or expired."""
+    return status is not None and not HandoffStatus(status).is_live
+
+
 async def pickup_state(
     *, db: AsyncSession, user: User, handoff_id: str, waited_seconds: float
 ) -> PickupResult:
+    """Where the handoff stands, as the caller may see it (404 when they may not)."""
     handoff = await handoffs.find_handoff(db=db, user=user, handoff_id=handoff_id)
-    return PickupResult(
+    return _pickup(
         handoff_id=handoff.id,
         status=handoff.status,
-        claimed_by=await user_ref(db, handoff.claimed_by),
+        claimer=await user_ref(db, handoff.claimed_by),
         answer=handoff.answer,
-        waited_seconds=round(waited_seconds, 3),
+        waited_seconds=waited_seconds,
     )
 
 
@@ -185,7 +209,6 @@ class _Names:
 
 
 _names = _Names()
-_OVER_OPEN = frozenset({"claimed", "resolved", "cancelled", "expired"})
 
 
 async def pickup_from_events(
@@ -211,19 +234,19 @@ async def pickup_from_events(
     status = latest.get("status")
     claimer_id = latest.get("claimed_by")
     name = _names.get(claimer_id) if isinstance(claimer_id, str) else None
-    if status not in _OVER_OPEN or (claimer_id is not None and name is None):
+    if status not in _STATUSES or (claimer_id is not None and name is None):
         return await pickup_recheck(
             engine=engine,
             sessionmaker=sessionmaker,
             handoff_id=handoff_id,
             waited_seconds=waited_seconds,
         )
-    return PickupResult(
+    return _pickup(
         handoff_id=handoff_id,
         status=status,
-        claimed_by=UserRef(id=claimer_id, name=name) if claimer_id and name else None,
+        claimer=UserRef(id=claimer_id, name=name) if claimer_id and name else None,
         answer=latest.get("answer"),
-        waited_seconds=round(waited_seconds, 3),
+        waited_seconds=waited_seconds,
     )
 
 
@@ -260,12 +283,12 @@ async def pickup_recheck(
         claimer = UserRef(id=row.claimed_by, name=row.name or "a former member")
         if row.name is not None:
             _names.remember(row.claimed_by, row.name)
-    return PickupResult(
+    return _pickup(
         handoff_id=row.id,
         status=row.status,
-        claimed_by=claimer,
+        claimer=claimer,
         answer=row.answer,
-        waited_seconds=round(waited_seconds, 3),
+        waited_seconds=waited_seconds,
     )
 
 

@@ -25,6 +25,11 @@ class HandoffStatus(enum.StrEnum):
     # Nobody picked it up before its policy's expire_after_minutes.
     EXPIRED = "expired"
 
+    @property
+    def is_live(self) -> bool:
+        """Open or claimed: the escalation still wants a human (a pick-up, then an answer)."""
+        return self in (HandoffStatus.OPEN, HandoffStatus.CLAIMED)
+
 
 ACTIVE_ESCALATION = text("intent = 'escalate' AND status IN ('open', 'claimed')")
 
