@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    delete,
     distinct,
     func,
     insert,
@@ -41,6 +42,7 @@ from lifeline.notifications.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    PendingWave,
 )
 from lifeline.policies.schemas import PolicyStep
 
@@ -62,6 +64,9 @@ DELIVERIES = cast(Table, Delivery.__table__)
 # into ``INSERT … VALUES (…), (…), …`` statements ("insertmanyvalues", 1,000 rows each by
 # default) built from one cached statement, on SQLite and PostgreSQL alike.
 _INSERT_WAVE = insert(DELIVERIES).returning(DELIVERIES.c.id)
+# Waves written as one row in their transaction and expanded after commit: the escalation's,
+# so that escalating to a big team costs the request one row, not two per member.
+DEFERRED_KINDS = frozenset({DeliveryKind.ESCALATED})
 
 
 def configure_email_cap(sessionmaker: async_sessionmaker[AsyncSession], cap: int) -> None:
@@ -139,16 +144,36 @@ async def step_recipients(
 ) -> list[WaveRecipient]:
     """Active members of the handoff's account with one of ``roles`` or named in ``user_ids``;
     never a viewer, never the escalator, never ``exclude_user_id``."""
-    excluded = {handoff.created_by} | ({exclude_user_id} if exclude_user_id else set())
+    return await _members(
+        db=db,
+        account_id=handoff.account_id,
+        roles=roles,
+        user_ids=user_ids,
+        excluded=_excluded(handoff, exclude_user_id),
+    )
+
+
+def _excluded(handoff: Handoff, exclude_user_id: str | None) -> list[str]:
+    return [handoff.created_by] + ([exclude_user_id] if exclude_user_id else [])
+
+
+async def _members(
+    *,
+    db: AsyncSession,
+    account_id: str,
+    roles: Sequence[str],
+    user_ids: Sequence[str],
+    excluded: Sequence[str],
+) -> list[WaveRecipient]:
     wanted = [r for r in roles if r in {str(x) for x in SENIOR_ROLES}]
     rows = await db.execute(
         select(User.id, User.email_notifications)
         .where(
-            User.account_id == handoff.account_id,
+            User.account_id == account_id,
             User.role.in_([str(r) for r in SENIOR_ROLES]),
             or_(User.role.in_(wanted), User.id.in_(list(user_ids))),
             User.deleted_at.is_(None),
-            User.id.not_in(excluded),
+            User.id.not_in(list(excluded)),
         )
         .order_by(User.created_at, User.id)
     )
@@ -215,7 +240,12 @@ async def enqueue_wave(
 ) -> int:
     """One wave of ``handoff``: to ``step``'s people on its channels (by default every
     engineer, admin and owner, push and email). Parks notify nobody; ``exclude_user_id`` (the
-    person whose action caused the wave, such as a release) is left out."""
+    person whose action caused the wave, such as a release) is left out.
+
+    The escalation's own wave (``DEFERRED_KINDS``) is one ``PendingWave`` row here, expanded
+    into its delivery rows right after commit (:func:`expand_waves`); every other wave's rows
+    are written in this transaction. → how many delivery rows were written now.
+    """
     if handoff.intent != Intent.ESCALATE:
         return 0
     if step is None:
@@ -226,35 +256,108 @@ async def enqueue_wave(
         roles = [str(r) for r in step.notify.roles]
         user_ids = step.notify.users
         channels = step.channels
+    excluded = _excluded(handoff, exclude_user_id)
+    if kind in DEFERRED_KINDS:
+        wave = PendingWave(
+            id=new_id(),
+            handoff_id=handoff.id,
+            account_id=handoff.account_id,
+            kind=str(kind),
+            event_key=event_key or await wave_event_key(db=db, handoff=handoff, kind=kind),
+            roles=list(roles),
+            user_ids=list(user_ids),
+            excluded_user_ids=excluded,
+            channels=[str(c) for c in channels],
+            created_at=utcnow(),
+        )
+        db.add(wave)
+        after_commit.record(db, after_commit.ExpandWaves(wave_ids=(wave.id,)))
+        return 0
+    return await _write_members_wave(
+        db=db,
+        handoff_id=handoff.id,
+        account_id=handoff.account_id,
+        kind=kind,
+        event_key=event_key or await wave_event_key(db=db, handoff=handoff, kind=kind),
+        roles=roles,
+        user_ids=user_ids,
+        excluded=excluded,
+        channels=channels,
+    )
+
+
+async def _write_members_wave(
+    *,
+    db: AsyncSession,
+    handoff_id: str,
+    account_id: str,
+    kind: DeliveryKind | str,
+    event_key: str,
+    roles: Sequence[str],
+    user_ids: Sequence[str],
+    excluded: Sequence[str],
+    channels: Sequence[str],
+) -> int:
+    """A wave to the account's members that ``roles``/``user_ids`` pick, minus ``excluded``:
+    one statement on PostgreSQL, the members read and their rows built in Python elsewhere."""
+    kind = DeliveryKind(kind)
     if db.get_bind().dialect.name == "postgresql":
-        if event_key is None:
-            event_key = await wave_event_key(db=db, handoff=handoff, kind=kind)
         return await _write_wave_in_sql(
             db=db,
-            handoff=handoff,
+            handoff_id=handoff_id,
+            account_id=account_id,
             kind=kind,
             event_key=event_key,
             roles=roles,
             user_ids=user_ids,
-            exclude_user_id=exclude_user_id,
+            excluded=excluded,
             channels=channels,
         )
-    recipients = await step_recipients(
-        db=db, handoff=handoff, roles=roles, user_ids=user_ids, exclude_user_id=exclude_user_id
+    recipients = await _members(
+        db=db, account_id=account_id, roles=roles, user_ids=user_ids, excluded=excluded
     )
     if not recipients:
         return 0
-    if event_key is None:
-        event_key = await wave_event_key(db=db, handoff=handoff, kind=kind)
     return await write_wave(
         db=db,
-        handoff_id=handoff.id,
-        account_id=handoff.account_id,
+        handoff_id=handoff_id,
+        account_id=account_id,
         kind=kind,
         event_key=event_key,
         recipients=recipients,
         channels=channels,
     )
+
+
+async def expand_waves(
+    *, db: AsyncSession, wave_ids: Sequence[str] | None = None, limit: int = 50
+) -> int:
+    """Write the delivery rows of these pending waves (by default the oldest ``limit`` of
+    all), each as its wave says, and delete the waves in the same transaction: a wave is
+    expanded once, whoever else tries (a concurrent expander finds it gone, or waits for this
+    transaction and then finds it gone). Their pending rows are dispatched after commit, like
+    any wave's. → how many waves were expanded.
+    """
+    table = cast(Table, PendingWave.__table__)
+    if wave_ids is not None:
+        which = table.c.id.in_(list(wave_ids))
+    else:
+        oldest = select(table.c.id).order_by(table.c.created_at).limit(limit)
+        which = table.c.id.in_(oldest.scalar_subquery())
+    taken = (await db.execute(delete(table).where(which).returning(*table.c))).all()
+    for wave in sorted(taken, key=lambda w: (w.created_at, w.id)):
+        await _write_members_wave(
+            db=db,
+            handoff_id=wave.handoff_id,
+            account_id=wave.account_id,
+            kind=wave.kind,
+            event_key=wave.event_key,
+            roles=wave.roles,
+            user_ids=wave.user_ids,
+            excluded=wave.excluded_user_ids,
+            channels=wave.channels,
+        )
+    return len(taken)
 
 
 async def write_wave(
@@ -398,35 +501,35 @@ FROM written
 async def _write_wave_in_sql(
     *,
     db: AsyncSession,
-    handoff: Handoff,
+    handoff_id: str,
+    account_id: str,
     kind: DeliveryKind,
     event_key: str,
     roles: Sequence[str],
     user_ids: Sequence[str],
-    exclude_user_id: str | None,
+    excluded: Sequence[str],
     channels: Sequence[str],
 ) -> int:
-    """``enqueue_wave`` on PostgreSQL: the members read and the rows written in one statement."""
+    """A members' wave on PostgreSQL: the members read and the rows written in one statement."""
     now = utcnow()
     wanted = [str(c) for c in (Channel.PUSH, Channel.EMAIL) if c in channels]
     emails_left = 0
     if Channel.EMAIL in wanted:
-        emails_left = await emails_left_this_hour(db=db, account_id=handoff.account_id, now=now)
-    excluded = [handoff.created_by] + ([exclude_user_id] if exclude_user_id else [])
+        emails_left = await emails_left_this_hour(db=db, account_id=account_id, now=now)
     # The handoff the rows point to, and anything else of this session's, goes first.
     await db.flush()
     row = (
         await db.execute(
             _WAVE_FROM_MEMBERS,
             {
-                "account_id": handoff.account_id,
+                "account_id": account_id,
                 "senior_roles": sorted(str(r) for r in SENIOR_ROLES),
                 "roles": list(roles),
                 "user_ids": list(user_ids),
-                "excluded": excluded,
+                "excluded": list(excluded),
                 "emails_left": emails_left,
                 "channels": wanted,
-                "handoff_id": handoff.id,
+                "handoff_id": handoff_id,
                 "kind": str(kind),
                 "event_key": event_key,
                 "due_at": now + SWEEP_GRACE,
