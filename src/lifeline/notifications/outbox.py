@@ -4,6 +4,10 @@ A wave is one notification event about one handoff (the escalation, a reminder, 
 Each wave gets one row per recipient per channel, keyed ``{event_key}:{recipient}:{channel}``
 so the same wave can never reach the same person twice. The rows commit or roll back with the
 handoff; only after commit does a ``DispatchDeliveries`` intent hand them to the relay.
+
+The escalation's own wave is written as one ``PendingWave`` row instead (a big team's two rows
+per member would be most of the request), and expanded into its rows right after commit
+(``ExpandWaves`` → :func:`expand_waves`), or by the next sweep if the process died first.
 """
 
 from __future__ import annotations
@@ -371,7 +375,8 @@ async def write_wave(
     channels: Sequence[str],
     allowance: EmailAllowance | None = None,
 ) -> int:
-    """Write one delivery row per recipient per channel; every wave goes through here.
+    """Write one delivery row per recipient per channel, built in Python (every wave on
+    SQLite, and the scheduler's and the timeouts' waves on PostgreSQL too).
 
     Email to someone whose preference is ``never``, or beyond the account's hourly email cap,
     is written as ``skipped`` with why, so the audit trail shows they were considered; push is
