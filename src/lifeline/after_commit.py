@@ -32,6 +32,14 @@ class DispatchDeliveries:
 
 
 @dataclass(frozen=True)
+class ExpandWaves:
+    """Write these waves' delivery rows now, then send them (the relay sweep covers them if
+    this never runs)."""
+
+    wave_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DeliverToIntegrations:
     """Send these webhook and Slack outbox rows now (the integrations' sweep is the backstop)."""
 
@@ -61,7 +69,9 @@ class DropConnections:
     web_session_id: str | None = None
 
 
-SideEffect = DispatchDeliveries | DeliverToIntegrations | PublishEvent | DropConnections
+SideEffect = (
+    DispatchDeliveries | ExpandWaves | DeliverToIntegrations | PublishEvent | DropConnections
+)
 Handler = Callable[[Any], Awaitable[None]]
 
 

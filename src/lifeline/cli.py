@@ -21,6 +21,7 @@ from lifeline.after_commit import (
     DeliverToIntegrations,
     DispatchDeliveries,
     DropConnections,
+    ExpandWaves,
     PublishEvent,
     TaskSet,
 )
@@ -97,6 +98,7 @@ async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awa
         runner.leave(DropConnections, covered_by="the servers' heartbeat credential check")
     runner.leave(PublishEvent, covered_by="the event log, replayed when a stream reconnects")
     runner.leave(DispatchDeliveries, covered_by="the worker's outbox sweep")
+    runner.leave(ExpandWaves, covered_by="the worker's outbox sweep")
     runner.leave(DeliverToIntegrations, covered_by="the worker's integrations sweep")
     try:
         result = await run_unit_of_work(create_sessionmaker(engine), runner, work)

@@ -13,7 +13,7 @@ from lifeline.integrations.models import (
     SlackMessage,
     WebhookEndpoint,
 )
-from lifeline.notifications.models import Delivery
+from lifeline.notifications.models import Delivery, PendingWave
 from lifeline.policies.models import EscalationPolicyRecord, EscalationSchedule
 from lifeline.realtime.models import Event
 
@@ -31,6 +31,7 @@ __all__ = [
     "Handoff",
     "IdempotencyRecord",
     "Message",
+    "PendingWave",
     "SlackIntegration",
     "SlackInteraction",
     "SlackMessage",

@@ -19,6 +19,7 @@ from lifeline.context import AppContext
 from lifeline.db import unit_of_work, utcnow
 from lifeline.handoffs import service as handoffs
 from lifeline.handoffs.models import Handoff, Intent
+from lifeline.notifications import outbox
 from lifeline.notifications.models import Delivery, DeliveryStatus
 from lifeline.notifications.relay import Relay
 from tests.conftest import make_settings
@@ -75,11 +76,13 @@ async def deliveries(ctx: AppContext, handoff_id: str | None = None) -> list[Del
 
 
 async def escalate_without_dispatch(ctx: AppContext, person: Person, session_id: str) -> Handoff:
-    """Escalate as if the server died right after commit: rows written, never dispatched."""
-    async with unit_of_work(ctx.sessionmaker, AfterCommitRunner(TaskSet())) as db:
+    """Escalate as if the server died right after writing the wave's rows: the wave expanded
+    into its delivery rows, none of them dispatched."""
+    runner = AfterCommitRunner(TaskSet())
+    async with unit_of_work(ctx.sessionmaker, runner) as db:
         actor = await db.get(type(person.user), person.id)
         assert actor is not None
-        return await handoffs.create_handoff(
+        handoff = await handoffs.create_handoff(
             db=db,
             actor=actor,
             session_id=session_id,
@@ -87,6 +90,14 @@ async def escalate_without_dispatch(ctx: AppContext, person: Person, session_id:
             note="help",
             email_cap=ctx.settings.email_cap_per_hour,
         )
+    async with unit_of_work(ctx.sessionmaker, runner) as db:
+        assert (
+            await outbox.expand_waves(
+                db=db, wave_ids=None, email_cap=ctx.settings.email_cap_per_hour
+            )
+            == 1
+        )
+    return handoff
 
 
 async def make_due(ctx: AppContext) -> None:

@@ -28,6 +28,7 @@ from lifeline.ai_sessions.schemas import MessageCreate
 from lifeline.db import create_engine, create_sessionmaker, unit_of_work, utcnow
 from lifeline.handoffs import service as handoffs
 from lifeline.handoffs.models import Intent
+from lifeline.notifications import outbox
 from lifeline.notifications.models import Channel, Delivery, DeliveryStatus
 from tests.reliability import invariants
 from tests.reliability.conftest import FAST_RETRIES, MAX_ATTEMPTS, make_team
@@ -64,6 +65,8 @@ async def _escalate_without_dispatch(database_url: str, junior: Person, count: i
                     # Room for every email of these escalations: none is capped.
                     email_cap=count * 10,
                 )
+            async with unit_of_work(maker, AfterCommitRunner(TaskSet())) as db:
+                await outbox.expand_waves(db=db, email_cap=count * 10)
         async with maker() as db, db.begin():
             await db.execute(
                 update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1))

@@ -96,3 +96,27 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class PendingWave(Base):
+    """A wave written as one row in its handoff's transaction, not yet expanded into its
+    delivery rows (one per recipient per channel, see ``outbox.expand_waves``).
+
+    The expansion runs right after commit and deletes this row in the transaction that writes
+    the deliveries, so a wave is expanded exactly once whoever tries; a wave whose process died
+    before expanding it is expanded by the next sweep. Who it goes to is kept as the policy
+    step said it: the roles, the people named, the channels, and who is left out.
+    """
+
+    __tablename__ = "pending_waves"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    event_key: Mapped[str] = mapped_column(String(120), unique=True)
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    user_ids: Mapped[list[str]] = mapped_column(JSON)
+    excluded_user_ids: Mapped[list[str]] = mapped_column(JSON)
+    channels: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

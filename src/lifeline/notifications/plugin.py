@@ -14,9 +14,10 @@ from datetime import datetime
 from fastapi import FastAPI
 
 from lifeline import sweeps
-from lifeline.after_commit import DispatchDeliveries
+from lifeline.after_commit import DispatchDeliveries, ExpandWaves
 from lifeline.context import AppContext
-from lifeline.db import utcnow
+from lifeline.db import run_unit_of_work, utcnow
+from lifeline.notifications import outbox
 from lifeline.notifications.channels import DeliveryChannel
 from lifeline.notifications.channels.email import EmailChannel, send_bound
 from lifeline.notifications.channels.push import PushChannel
@@ -24,6 +25,7 @@ from lifeline.notifications.relay import DeliveryCounts, Relay
 from lifeline.notifications.steps import StepCounts, run_due
 
 log = logging.getLogger(__name__)
+WAVES_PER_TRANSACTION = 20
 
 
 def install(ctx: AppContext) -> Relay:
@@ -40,7 +42,37 @@ def install(ctx: AppContext) -> Relay:
     )
     ctx.relay = relay
     ctx.after_commit.register(DispatchDeliveries, relay.on_commit)
+
+    async def expand(effect: ExpandWaves) -> None:
+        # The rows' own dispatch follows this commit; a failure here leaves the wave to the
+        # sweep (``expand_pending_waves``).
+        await run_unit_of_work(
+            ctx.sessionmaker,
+            ctx.after_commit,
+            lambda db: outbox.expand_waves(
+                db=db, wave_ids=effect.wave_ids, email_cap=ctx.settings.email_cap_per_hour
+            ),
+        )
+
+    ctx.after_commit.register(ExpandWaves, expand)
     return relay
+
+
+async def expand_pending_waves(ctx: AppContext) -> int:
+    """Every wave not yet expanded (its process died after commit, or never had the handler),
+    in transactions of a few; their rows are dispatched after each commit. → how many."""
+    total = 0
+    while True:
+        expanded = await run_unit_of_work(
+            ctx.sessionmaker,
+            ctx.after_commit,
+            lambda db: outbox.expand_waves(
+                db=db, limit=WAVES_PER_TRANSACTION, email_cap=ctx.settings.email_cap_per_hour
+            ),
+        )
+        total += expanded
+        if expanded < WAVES_PER_TRANSACTION:
+            return total
 
 
 def warn_about_configuration(ctx: AppContext) -> None:
@@ -63,14 +95,16 @@ def warn_about_configuration(ctx: AppContext) -> None:
 class SweepReport:
     steps: StepCounts
     deliveries: DeliveryCounts
+    waves: int = 0
 
     def __str__(self) -> str:
-        return f"{self.steps}, {self.deliveries}"
+        return f"{self.steps}, waves expanded={self.waves}, {self.deliveries}"
 
 
 async def sweep_once(*, ctx: AppContext, relay: Relay, now: datetime | None = None) -> SweepReport:
     """Escalation policy work that is due (steps, expiries, claim reminders, auto-releases),
-    then every due outbox row.
+    waves nobody expanded, then every due outbox row (the expanded waves' rows are sent by
+    the after-commit dispatcher, as after an escalation).
 
     ``now`` moves the scheduler's clock only (tests travel in time with it); leases are always
     judged by the real clock, or a traveller would see every live lease as expired.
@@ -81,7 +115,8 @@ async def sweep_once(*, ctx: AppContext, relay: Relay, now: datetime | None = No
         now=now or utcnow(),
         email_cap=ctx.settings.email_cap_per_hour,
     )
-    return SweepReport(steps=steps, deliveries=await relay.sweep())
+    waves = await expand_pending_waves(ctx)
+    return SweepReport(steps=steps, deliveries=await relay.sweep(), waves=waves)
 
 
 async def notifications_plugin(_app: FastAPI, ctx: AppContext) -> Callable[[], Awaitable[None]]:
@@ -90,7 +125,8 @@ async def notifications_plugin(_app: FastAPI, ctx: AppContext) -> Callable[[], A
 
     async def sweep() -> None:
         report = await sweep_once(ctx=ctx, relay=relay)
-        if report.steps.total or report.deliveries.claimed or report.deliveries.abandoned:
+        deliveries = report.deliveries
+        if report.steps.total or report.waves or deliveries.claimed or deliveries.abandoned:
             log.info("notification sweep: %s", report)
 
     sweeping = sweeps.start(ctx.settings.sweep_interval_seconds, sweep, name="notification sweep")
