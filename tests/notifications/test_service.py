@@ -15,6 +15,7 @@ from lifeline.errors import Forbidden, NotFound
 from lifeline.handoffs import service as handoffs
 from lifeline.handoffs.models import Handoff, Intent
 from lifeline.integrations import webhooks
+from lifeline.notifications import outbox
 from lifeline.notifications import service as notifications
 from lifeline.notifications.models import Delivery
 from tests.support.factories import Factory, Person, Team
@@ -32,11 +33,12 @@ async def _user(db: AsyncSession, person: Person) -> User:
 
 
 async def _hand_off(ctx: AppContext, person: Person, intent: Intent) -> Handoff:
-    # Nobody sends these rows: the test reads them as written.
-    async with unit_of_work(ctx.sessionmaker, AfterCommitRunner(TaskSet())) as db:
+    # Nobody sends these rows: the test reads them as written (the wave expanded, not sent).
+    runner = AfterCommitRunner(TaskSet())
+    async with unit_of_work(ctx.sessionmaker, runner) as db:
         actor = await _user(db, person)
         session = await sessions.create_session(db=db, actor=actor, title="stuck", messages=[])
-        return await handoffs.create_handoff(
+        handoff = await handoffs.create_handoff(
             db=db,
             actor=actor,
             session_id=session.id,
@@ -44,6 +46,9 @@ async def _hand_off(ctx: AppContext, person: Person, intent: Intent) -> Handoff:
             note="help",
             email_cap=ctx.settings.email_cap_per_hour,
         )
+    async with unit_of_work(ctx.sessionmaker, runner) as db:
+        await outbox.expand_waves(db=db, email_cap=ctx.settings.email_cap_per_hour)
+    return handoff
 
 
 async def _read(

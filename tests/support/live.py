@@ -40,7 +40,7 @@ def live_process(
     *,
     log_path: Path,
     ready_url: str | None = None,
-    timeout: float = 30.0,
+    timeout: float = 60.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``python -m lifeline.cli …``; wait until ``ready_url`` answers; stop it after."""
     with log_path.open("wb") as log:
