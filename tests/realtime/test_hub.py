@@ -128,6 +128,32 @@ async def test_catch_up_after_a_broker_gap_sends_only_what_was_missed(
     assert await take(stream, 1) == [latest.event_id]
 
 
+async def test_what_arrives_live_while_catching_up_waits_for_the_catch_up(
+    ctx: AppContext, factory: Factory
+) -> None:
+    team = await factory.team(senior="engineer")
+    hub = make_hub(ctx)
+    conn = hub.connect(Viewer.of(team["senior"].user), latest_at_connect=0)
+    stream = hub.stream(conn)
+    hub.broker_lost()
+    missed = [await log_event(ctx, team.owner, n) for n in range(3)]
+    # The broker is back and its next message is a new event, before the log was read:
+    # delivered first, it would overtake the missed ones, and a client reconnecting with the
+    # last id it got would never see them.
+    hub.broker_resuming()
+    newer = await log_event(ctx, team.owner, 3)
+    hub.deliver(newer)
+    assert queued_ids(conn) == []
+    await hub.broker_resumed()
+    assert await take(stream, 4) == [n.event_id for n in [*missed, newer]]
+    # Held no longer: the next one goes straight out, and the held copy of one the catch-up
+    # already sent is not sent twice.
+    latest = await log_event(ctx, team.owner, 4)
+    hub.deliver(latest)
+    assert queued_ids(conn)[-1] == latest.event_id
+    assert await take(stream, 1) == [latest.event_id]
+
+
 async def test_drop_closes_only_the_matching_connections(ctx: AppContext, factory: Factory) -> None:
     team = await factory.team(senior="engineer", other="engineer")
     hub = make_hub(ctx)

@@ -103,8 +103,5 @@ async def test_redis_killed_and_restarted(database_url: str, tmp_path: Path) -> 
     )
     assert found.violations == [], found.violations
     # And in the order of the log, or a client that reconnects with the last id it got skips
-    # what the catch-up had yet to send. Known to fail now and then: an event published right
-    # after Redis returns can overtake the hub's catch-up from the log. Make this an assert
-    # once the hub holds live delivery back until its catch-up is queued.
-    if ids != sorted(ids):
-        pytest.xfail(f"catch-up after a Redis outage delivered out of order: {ids}")
+    # what the catch-up had yet to send (the hub holds live events back until it is queued).
+    assert ids == sorted(ids), f"catch-up after a Redis outage delivered out of order: {ids}"

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lifeline import metrics
 from lifeline.accounts import service as accounts
-from lifeline.after_commit import DropConnections
+from lifeline.after_commit import DropConnections, PublishEvent
 from lifeline.db import new_id
 from lifeline.realtime import service
 from lifeline.realtime.audience import Viewer, may_see
@@ -203,6 +203,9 @@ class Hub:
         self.waiters = Waiters()
         self._by_account: dict[str, set[Connection]] = {}
         self._by_user: dict[str, set[Connection]] = {}
+        # Live events held back, by account, while that account is caught up from the log after
+        # a broker gap: nothing published once the broker is back may overtake what it missed.
+        self._held: dict[str, list[PublishEvent]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
 
     # -- connections -------------------------------------------------------------------------
@@ -263,6 +266,13 @@ class Hub:
             self.drop(notice)
             return
         self.waiters.notify(notice)
+        held = self._held.get(notice.account_id)
+        if held is not None:
+            held.append(notice)
+            return
+        self._offer(notice)
+
+    def _offer(self, notice: PublishEvent) -> None:
         envelope: Envelope | None = None
         for conn in tuple(self._by_account.get(notice.account_id, ())):
             if may_see(conn.viewer, notice.account_id, notice.audience):
@@ -280,12 +290,31 @@ class Hub:
     def broker_lost(self) -> None:
         log.warning("live push from other processes paused until the broker is back")
 
+    def broker_resuming(self) -> None:
+        """The broker is back: from now on, hold each connected account's live events until
+        its catch-up from the log is queued (``broker_resumed``), so they come in order."""
+        for account_id in self._by_account:
+            self._held.setdefault(account_id, [])
+
     async def broker_resumed(self) -> None:
-        """Deliver from the log whatever was published while the broker was away."""
-        await self.presence.refresh()
-        self.waiters.wake_all()
-        for account_id in tuple(self._by_account):
-            await self._catch_up(account_id)
+        """Deliver from the log whatever was published while the broker was away, then what
+        was held back meanwhile (each connection skips what it already has)."""
+        self.broker_resuming()
+        try:
+            await self.presence.refresh()
+            self.waiters.wake_all()
+            for account_id in tuple(self._held):
+                try:
+                    await self._catch_up(account_id)
+                finally:
+                    self._release(account_id)
+        finally:
+            for account_id in tuple(self._held):
+                self._release(account_id)
+
+    def _release(self, account_id: str) -> None:
+        for notice in self._held.pop(account_id, ()):
+            self._offer(notice)
 
     async def _catch_up(self, account_id: str) -> None:
         conns = tuple(self._by_account.get(account_id, ()))

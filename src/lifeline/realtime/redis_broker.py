@@ -149,6 +149,8 @@ class RedisBroker:
         # Anything published while we were away is in the event log: catch up from it.
         self._gap = False
         log.info("Redis subscription restored; catching connections up from the event log")
+        # Before the next message is read: live events wait until the catch-up is queued.
+        self.listener.broker_resuming()
         task = asyncio.create_task(self._resume(), name="redis-broker-resume")
         self._resume_tasks.add(task)
         task.add_done_callback(self._resume_tasks.discard)
