@@ -158,6 +158,10 @@ class RedisBroker:
     async def _resume(self) -> None:
         try:
             await self._flush()
+        except Exception:
+            log.exception("re-publishing after a Redis outage failed")
+        # Always, once resuming began: it also lets go of the live events held meanwhile.
+        try:
             await self.listener.broker_resumed()
         except Exception:
             log.exception("catching up after a Redis outage failed")
