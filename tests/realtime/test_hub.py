@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
 
 from lifeline.after_commit import DropConnections, PublishEvent
 from lifeline.context import AppContext
+from lifeline.db import create_engine, create_sessionmaker
 from lifeline.realtime.audience import Viewer
 from lifeline.realtime.events import event_message, record_event
 from lifeline.realtime.hub import (
@@ -152,6 +157,26 @@ async def test_what_arrives_live_while_catching_up_waits_for_the_catch_up(
     hub.deliver(latest)
     assert queued_ids(conn)[-1] == latest.event_id
     assert await take(stream, 1) == [latest.event_id]
+
+
+async def test_held_events_go_out_even_when_the_catch_up_fails(
+    ctx: AppContext, factory: Factory, tmp_path: Path
+) -> None:
+    team = await factory.team(senior="engineer")
+    # The event log can't be read: the database file's directory does not exist.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'lifeline.db'}")
+    hub = Hub(sessionmaker=create_sessionmaker(engine), heartbeat_seconds=60)
+    try:
+        conn = hub.connect(Viewer.of(team["senior"].user), latest_at_connect=0)
+        hub.broker_resuming()
+        newer = await log_event(ctx, team.owner, 0)
+        hub.deliver(newer)
+        assert queued_ids(conn) == []
+        with pytest.raises(OperationalError):
+            await hub.broker_resumed()
+        assert queued_ids(conn) == [newer.event_id]
+    finally:
+        await engine.dispose()
 
 
 async def test_drop_closes_only_the_matching_connections(ctx: AppContext, factory: Factory) -> None:
