@@ -80,6 +80,8 @@ async def test_outbox_backlog_and_oldest_age_come_from_the_database(
     team = await factory.team(junior="engineer", senior="engineer")
     session = await new_session(client, team["junior"])
     handoff = await escalate(client, team["junior"], session["id"])
+    # The escalation's wave is expanded after commit: let that finish before clearing.
+    await ctx.tasks.drain()
     async with ctx.sessionmaker() as db, db.begin():
         await db.execute(Delivery.__table__.delete())
     empty = await _scrape(client)

@@ -91,6 +91,30 @@ async def _wait_sent(database_url: str, at_least: int, *, within: float = 60) ->
         await asyncio.sleep(0.05)
 
 
+async def _wait_mid_send(
+    database_url: str, at_least: int, stale: set[str], *, within: float = 60
+) -> set[str]:
+    """Until ``at_least`` emails are sent and this worker holds leases of its own (tokens not
+    in ``stale``, a killed worker's): a moment when a SIGKILL lands mid-send. A worker leases
+    a whole batch at once and sends it concurrently, so waiting for a sent count alone can
+    miss that moment on a slow machine. → every lease token held then."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        rows = await _emails(database_url)
+        sent = sum(r.status == DeliveryStatus.SENT for r in rows)
+        tokens = {
+            r.lease_token
+            for r in rows
+            if r.status == DeliveryStatus.PENDING and r.lease_token is not None
+        }
+        if sent >= at_least and tokens - stale:
+            return tokens
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"the worker never held leases after {at_least} sent ({sent} sent)"
+        )
+        await asyncio.sleep(0.01)
+
+
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -141,10 +165,12 @@ async def test_worker_sigkilled_mid_sweep_twice(database_url: str, tmp_path: Pat
                 "LIFELINE_LOG_LEVEL": "INFO",
             },
         )
-        for sent_before_kill in (total // 6, total // 2):
+        stale: set[str] = set()
+        # The second worker is killed as soon as it has sent one more and holds its own leases.
+        for sent_before_kill in (total // 6, total // 6 + 1):
             proc = _worker(env, log)
             try:
-                await _wait_sent(database_url, sent_before_kill)
+                stale |= await _wait_mid_send(database_url, sent_before_kill, stale)
                 allowed |= await _kill_mid_sweep(proc, database_url, emails, smtp)
             finally:
                 if proc.poll() is None:
