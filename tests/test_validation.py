@@ -91,6 +91,9 @@ def names_a_field(response: httpx.Response, field: str | None = None) -> bool:
 
 
 async def row_counts(ctx: AppContext) -> dict[str, int]:
+    # Work the last accepted request started after commit (an escalation's wave expanding
+    # into its delivery rows) finishes first: only what a refused request writes may differ.
+    await ctx.tasks.drain()
     counts: dict[str, int] = {}
     async with ctx.sessionmaker() as db:
         for table in Base.metadata.sorted_tables:
