@@ -248,13 +248,14 @@ async def enqueue_wave(
         user_ids = step.notify.users
         channels = step.channels
     excluded = _excluded(handoff, exclude_user_id)
+    key = event_key or await wave_event_key(db=db, handoff=handoff, kind=kind)
     if kind in DEFERRED_KINDS:
         wave = PendingWave(
             id=new_id(),
             handoff_id=handoff.id,
             account_id=handoff.account_id,
             kind=str(kind),
-            event_key=event_key or await wave_event_key(db=db, handoff=handoff, kind=kind),
+            event_key=key,
             roles=list(roles),
             user_ids=list(user_ids),
             excluded_user_ids=excluded,
@@ -269,7 +270,7 @@ async def enqueue_wave(
         handoff_id=handoff.id,
         account_id=handoff.account_id,
         kind=kind,
-        event_key=event_key or await wave_event_key(db=db, handoff=handoff, kind=kind),
+        event_key=key,
         roles=roles,
         user_ids=user_ids,
         excluded=excluded,
