@@ -6,14 +6,15 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lifeline.after_commit import AfterCommitRunner, TaskSet
 from lifeline.config import Settings
-from lifeline.db import create_engine, create_sessionmaker
+from lifeline.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from lifeline.handoffs.claim_gate import ClaimGate
 
 if TYPE_CHECKING:
     from lifeline.integrations.relay import IntegrationRelay
@@ -43,6 +44,10 @@ class AppContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     tasks: TaskSet
     after_commit: AfterCommitRunner
+    # Lone reads outside a transaction (PostgreSQL only; None on SQLite): see db.py.
+    reads: async_sessionmaker[AsyncSession] | None = None
+    # Pick Up's bursts on one escalation make one attempt per process (handoffs.claim_gate).
+    claims: ClaimGate = field(default_factory=ClaimGate)
     # Filled in at start-up by the layer that owns each; None where it isn't running.
     hub: Hub | None = None  # live connections of this process (realtime)
     presence: Presence | None = None  # who is connected, in any process (realtime)
@@ -58,6 +63,7 @@ class AppContext:
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
+            reads=create_read_sessionmaker(engine),
             tasks=tasks,
             after_commit=AfterCommitRunner(tasks),
         )

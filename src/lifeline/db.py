@@ -129,6 +129,23 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession] | None:
+    """Sessions whose statements run outside any transaction (PostgreSQL's autocommit), from
+    the same pool: a lone read then costs one round trip instead of ``BEGIN``, the read and
+    ``ROLLBACK``. Under READ COMMITTED each statement of a transaction sees its own snapshot
+    anyway, so a read that takes no lock sees the same there as here. None on SQLite, where a
+    transaction's reads are consistent with its writes (it holds the write lock) and should
+    stay inside it.
+    """
+    if engine.dialect.name == "sqlite":
+        return None
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+        autoflush=False,
+    )
+
+
 # A pooled connection back in use after this long is pinged first: the database may have
 # restarted, or a proxy dropped it, while it sat idle. One in steady use isn't (a ping on
 # every checkout is a round trip per request); if its server went away meanwhile, the request

@@ -7,7 +7,7 @@ requests, and live streams (SSE and WebSocket).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -121,8 +121,16 @@ async def authenticate(
     raise Unauthorized("Authentication required")
 
 
-async def get_principal(request: Request, db: SessionDep) -> Principal:
-    principal = await authenticate(request, db)
+async def get_principal(request: Request, ctx: ContextDep, db: SessionDep) -> Principal:
+    if ctx.reads is None:
+        principal = await authenticate(request, db)
+    else:
+        # On PostgreSQL the credentials are read outside the request's transaction (one round
+        # trip, not three for a request that then reads or writes nothing else); the unit of
+        # work gets the user as if it had loaded it itself, without reading it again.
+        async with ctx.reads() as read:
+            principal = await authenticate(request, read)
+        principal = replace(principal, user=await db.merge(principal.user, load=False))
     request.state.user_id = principal.user.id
     return principal
 

@@ -122,11 +122,15 @@ _TRANSITION_ERRORS: dict[int | str, dict[str, Any]] = {
     responses=_TRANSITION_ERRORS,
 )
 async def claim_handoff(
-    db: SessionDep, user: SeniorUser, session_id: str, handoff_id: str
+    db: SessionDep, ctx: ContextDep, user: SeniorUser, session_id: str, handoff_id: str
 ) -> schemas.HandoffRead:
     try:
-        handoff = await handoffs.claim_handoff(
-            db=db, actor=user, session_id=session_id, handoff_id=handoff_id
+        handoff = await handoffs.claim_in_turn(
+            db=db,
+            gate=ctx.claims,
+            actor=user,
+            session_id=session_id,
+            handoff_id=handoff_id,
         )
     except Conflict:
         metrics.claim_conflict()

@@ -7,6 +7,7 @@ both win, on SQLite and PostgreSQL alike; the rowcount says who did.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from lifeline.ai_sessions import service as sessions
 from lifeline.ai_sessions.models import AISession, SessionStatus
 from lifeline.db import utcnow
 from lifeline.errors import Conflict, Forbidden, NotFound, Unauthorized
+from lifeline.handoffs.claim_gate import ClaimFacts, ClaimGate, Seen, Turn
 from lifeline.handoffs.models import Handoff, HandoffStatus, Intent
 from lifeline.handoffs.schemas import HandoffRead
 from lifeline.notifications import outbox
@@ -323,7 +325,12 @@ _WHY_NOT_CLAIMED = (
 
 
 async def claim_handoff(
-    *, db: AsyncSession, actor: User, session_id: str, handoff_id: str
+    *,
+    db: AsyncSession,
+    actor: User,
+    session_id: str,
+    handoff_id: str,
+    turn: Turn | None = None,
 ) -> Handoff:
     """Pick Up: exactly one of any number of simultaneous claimers wins.
 
@@ -342,19 +349,16 @@ async def claim_handoff(
     lock, taken at ``BEGIN IMMEDIATE``, serialises the two already (``FOR SHARE`` is not
     rendered there). Lock order, everywhere: account → the user's credentials → user →
     handoff → session.
+
+    With a ``turn`` (see :func:`claim_in_turn`), what a lost claim read is kept in it.
     """
     now = utcnow()
-    params = {
-        "handoff": handoff_id,
-        "session": session_id,
-        "account": actor.account_id,
-        "claimer": actor.id,
-    }
+    params = _claim_params(actor, session_id, handoff_id)
     handoff: Handoff | None = (
         await db.execute(_CLAIM, {**params, "moment": now})
     ).scalar_one_or_none()
     if handoff is None:
-        raise await _why_not_claimed(db, actor, params)
+        raise await _why_not_claimed(db, actor, params, turn)
     await outbox.skip_pending_policy_deliveries(
         db=db, handoff_id=handoff.id, reason=f"picked up by {actor.name} before it was sent"
     )
@@ -365,28 +369,112 @@ async def claim_handoff(
     return handoff
 
 
-async def _why_not_claimed(db: AsyncSession, actor: User, params: dict[str, Any]) -> Exception:
+async def _why_not_claimed(
+    db: AsyncSession, actor: User, params: dict[str, Any], turn: Turn | None
+) -> Exception:
     """The answer to a claim that changed nothing, from one read made after it."""
+    found = await _read_claimable(db, actor, params, turn)
+    if found is None:
+        return NotFound("Handoff not found")
+    facts, claimer_role = found
+    refusal = _refusal(actor, facts, claimer_role=claimer_role)
+    # Open again already (released in between): the claim still changed nothing.
+    return refusal or Conflict(f"This escalation is {facts.status}", claimed_by=None)
+
+
+async def _read_claimable(
+    db: AsyncSession, actor: User, params: dict[str, Any], turn: Turn | None
+) -> tuple[ClaimFacts, str | None] | None:
+    """The handoff as ``actor`` may see it, with their current role (None if removed); kept
+    in ``turn`` for the claims waiting on it."""
+    at = time.monotonic()
     row = (await db.execute(_WHY_NOT_CLAIMED, params)).one_or_none()
     if row is None:
-        return NotFound("Handoff not found")
+        return None
     handoff: Handoff = row.Handoff
-    if handoff.intent != Intent.ESCALATE:
-        return Conflict("Only an escalation can be picked up", claimed_by=None)
-    if handoff.created_by == actor.id:
-        return Forbidden("You can't pick up your own escalation")
-    if row.claimer_role is None:
-        return Unauthorized("Invalid or revoked API token")
-    if not is_senior(row.claimer_role):
-        return Forbidden("Engineer or admin access required")
-    if handoff.status == HandoffStatus.CLAIMED and handoff.claimed_by is not None:
-        name = row.holder_name or "a former member"
-        return Conflict(
-            f"Already picked up by {name}", claimed_by={"id": handoff.claimed_by, "name": name}
+    facts = ClaimFacts(
+        intent=handoff.intent,
+        status=handoff.status,
+        created_by=handoff.created_by,
+        claimed_by=handoff.claimed_by,
+        holder_name=row.holder_name,
+    )
+    if turn is not None:
+        turn.seen = Seen(
+            at=at, account_id=handoff.account_id, session_id=handoff.session_id, facts=facts
         )
-    if handoff.status == HandoffStatus.CLAIMED:
+    return facts, row.claimer_role
+
+
+def _refusal(actor: User, facts: ClaimFacts, *, claimer_role: str | None) -> Exception | None:
+    """Why a visible handoff can't be picked up by ``actor``, checked in this order; None
+    while it is an open escalation that ``actor`` may pick up."""
+    if facts.intent != Intent.ESCALATE:
+        return Conflict("Only an escalation can be picked up", claimed_by=None)
+    if facts.created_by == actor.id:
+        return Forbidden("You can't pick up your own escalation")
+    if claimer_role is None:
+        return Unauthorized("Invalid or revoked API token")
+    if not is_senior(claimer_role):
+        return Forbidden("Engineer or admin access required")
+    if facts.status == HandoffStatus.CLAIMED and facts.claimed_by is not None:
+        name = facts.holder_name or "a former member"
+        return Conflict(
+            f"Already picked up by {name}", claimed_by={"id": facts.claimed_by, "name": name}
+        )
+    if facts.status == HandoffStatus.CLAIMED:
         return Conflict("Already picked up by someone else", claimed_by=None)
-    return Conflict(f"This escalation is {handoff.status}", claimed_by=None)
+    if facts.status != HandoffStatus.OPEN:
+        return Conflict(f"This escalation is {facts.status}", claimed_by=None)
+    return None
+
+
+async def claim_in_turn(
+    *,
+    db: AsyncSession,
+    gate: ClaimGate,
+    actor: User,
+    session_id: str,
+    handoff_id: str,
+) -> Handoff:
+    """:func:`claim_handoff`, committed, taking its turn at this process's :class:`ClaimGate`:
+    a burst of claims on one escalation makes few attempts, and the claims that waited are
+    answered from what an attempt found (see :mod:`lifeline.handoffs.claim_gate`).
+
+    Commits the request's unit of work, so that a claim is only ever answered from a claim
+    that is durable.
+    """
+    async with gate.turn(handoff_id, account_id=actor.account_id, session_id=session_id) as turn:
+        if turn.answer is not None:
+            raise _refusal(actor, turn.answer, claimer_role=actor.role) or AssertionError(
+                "a settled claim is never open"
+            )
+        handoff = await claim_handoff(
+            db=db, actor=actor, session_id=session_id, handoff_id=handoff_id, turn=turn
+        )
+        await db.commit()
+        turn.seen = Seen(
+            at=time.monotonic(),
+            account_id=handoff.account_id,
+            session_id=handoff.session_id,
+            facts=ClaimFacts(
+                intent=handoff.intent,
+                status=handoff.status,
+                created_by=handoff.created_by,
+                claimed_by=handoff.claimed_by,
+                holder_name=actor.name,
+            ),
+        )
+    return handoff
+
+
+def _claim_params(actor: User, session_id: str, handoff_id: str) -> dict[str, Any]:
+    return {
+        "handoff": handoff_id,
+        "session": session_id,
+        "account": actor.account_id,
+        "claimer": actor.id,
+    }
 
 
 async def watch_claim(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Boolean, bindparam, exists, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline import after_commit
@@ -33,6 +33,20 @@ SLACK_EVENT_TYPES = frozenset(
 )
 # As for email: the in-process dispatcher goes first, the sweep only picks up what it missed.
 SWEEP_GRACE = timedelta(seconds=5)
+
+
+_SLACK = "slack"  # never an endpoint id (those are UUIDs)
+_INTEGRATIONS_OF_ACCOUNT = union_all(
+    select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+        WebhookEndpoint.account_id == bindparam("account"),
+        WebhookEndpoint.enabled.is_(True),
+        WebhookEndpoint.deleted_at.is_(None),
+    ),
+    select(literal(_SLACK), null().cast(WebhookEndpoint.event_types.type)).where(
+        bindparam("want_slack", type_=Boolean),
+        exists().where(SlackIntegration.account_id == bindparam("account")),
+    ),
+)
 
 
 def payload_of(event: Event) -> dict[str, Any]:
@@ -75,16 +89,20 @@ async def enqueue_for_event(*, db: AsyncSession, event: Event) -> list[Delivery]
     due = utcnow() + SWEEP_GRACE
     handoff_id = _handoff_id(event)
     rows: list[Delivery] = []
-    endpoints = await db.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-            WebhookEndpoint.account_id == event.account_id,
-            WebhookEndpoint.enabled.is_(True),
-            WebhookEndpoint.deleted_at.is_(None),
-        )
+    # One round trip: the account's live endpoints, then a row marking a Slack installation.
+    found = await db.execute(
+        _INTEGRATIONS_OF_ACCOUNT,
+        {
+            "account": event.account_id,
+            "want_slack": handoff_id is not None and event.type in SLACK_EVENT_TYPES,
+        },
     )
     payload = payload_of(event)
-    for endpoint_id, event_types in endpoints:
-        if event.type in event_types:
+    for endpoint_id, event_types in found:
+        if endpoint_id == _SLACK:
+            assert handoff_id is not None
+            rows.append(slack_delivery(event=event, handoff_id=handoff_id, due=due))
+        elif event.type in event_types:
             rows.append(
                 webhook_delivery(
                     endpoint_id=endpoint_id,
@@ -95,14 +113,6 @@ async def enqueue_for_event(*, db: AsyncSession, event: Event) -> list[Delivery]
                     due=due,
                 )
             )
-    if handoff_id is not None and event.type in SLACK_EVENT_TYPES:
-        slack = await db.scalar(
-            select(SlackIntegration.account_id).where(
-                SlackIntegration.account_id == event.account_id
-            )
-        )
-        if slack is not None:
-            rows.append(slack_delivery(event=event, handoff_id=handoff_id, due=due))
     if rows:
         db.add_all(rows)
         await db.flush()

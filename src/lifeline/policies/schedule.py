@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lifeline.policies.models import EscalationSchedule, SchedulePhase
@@ -55,21 +56,27 @@ async def _put(
     loop: int,
     round_: int,
 ) -> None:
-    await stop(db=db, handoff_id=handoff_id)
+    """The escalation's one schedule row becomes this (or goes, with no ``at``), in one
+    statement: an insert that replaces whatever row was there, lease and all."""
     if at is None:
+        await stop(db=db, handoff_id=handoff_id)
         return
-    db.add(
-        EscalationSchedule(
-            handoff_id=handoff_id,
-            account_id=account_id,
-            phase=phase,
-            next_step_at=at,
-            step=step,
-            loop=loop,
-            round=round_,
-        )
+    values = {
+        "phase": phase,
+        "next_step_at": at,
+        "step": step,
+        "loop": loop,
+        "round": round_,
+        "lease_token": None,
+        "lease_expires_at": None,
+    }
+    dialect = db.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await db.execute(
+        insert(EscalationSchedule)
+        .values(handoff_id=handoff_id, account_id=account_id, **values)
+        .on_conflict_do_update(index_elements=[EscalationSchedule.handoff_id], set_=values)
     )
-    await db.flush()
 
 
 async def follow_policy(

@@ -318,8 +318,12 @@ async def handoff_action(
     here = f"/sessions/{session_id}"
     try:
         if action == "claim":
-            await handoffs.claim_handoff(
-                db=db, actor=user, session_id=session_id, handoff_id=handoff_id
+            await handoffs.claim_in_turn(
+                db=db,
+                gate=ctx.claims,
+                actor=user,
+                session_id=session_id,
+                handoff_id=handoff_id,
             )
         elif action == "release":
             # A release tells the team again: its wave counts against the hourly email cap.
