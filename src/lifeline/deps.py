@@ -46,6 +46,21 @@ async def get_db(ctx: ContextDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
+async def get_reader(ctx: ContextDep, db: SessionDep) -> AsyncIterator[AsyncSession]:
+    """For a route that only reads: on PostgreSQL a session outside any transaction (each
+    statement one round trip, no ``BEGIN``/``COMMIT``; under READ COMMITTED a lone read sees
+    the same either way), closed before the answer is sent; on SQLite the request's unit of
+    work."""
+    if ctx.reads is None:
+        yield db
+        return
+    async with ctx.reads() as read:
+        yield read
+
+
+ReaderDep = Annotated[AsyncSession, Depends(get_reader, scope="function")]
+
+
 @dataclass(frozen=True)
 class Principal:
     user: User

@@ -18,6 +18,7 @@ from lifeline.deps import (
     CurrentUser,
     IdempotencyKey,
     PageParams,
+    ReaderDep,
     SeniorUser,
     SessionDep,
 )
@@ -35,7 +36,7 @@ QUEUE_LIST = TypeAdapter(schemas.QueueList)
 
 @queue_router.get("/queue", response_model=schemas.QueueList)
 async def team_queue(
-    db: SessionDep,
+    db: ReaderDep,
     user: CurrentUser,
     paging: PageParams,
     status_: Annotated[Literal["open", "claimed"], Query(alias="status")] = "open",
