@@ -37,6 +37,7 @@ from lifeline.context import AppContext
 from lifeline.db import unit_of_work, utcnow
 from lifeline.handoffs import service as handoffs
 from lifeline.handoffs.models import Intent
+from lifeline.notifications import outbox
 from lifeline.notifications.models import Delivery, DeliveryStatus
 from lifeline.notifications.plugin import install
 from lifeline.notifications.relay import Relay
@@ -145,8 +146,16 @@ async def escalate_undispatched(ctx: AppContext, escalator_id: str, n: int) -> s
             ],
         )
         handoff = await handoffs.create_handoff(
-            db=db, actor=junior, session_id=session.id, intent=Intent.ESCALATE, note="Pair?"
+            db=db,
+            actor=junior,
+            session_id=session.id,
+            intent=Intent.ESCALATE,
+            note="Pair?",
+            email_cap=ctx.settings.email_cap_per_hour,
         )
+        # A big team's wave is written as one row and expanded after commit; here in the same
+        # transaction, so the timed part is the relay's sending alone, as before waves.
+        await outbox.expand_waves(db=db, email_cap=ctx.settings.email_cap_per_hour)
         await db.execute(
             update(Delivery)
             .where(Delivery.handoff_id == handoff.id)
@@ -221,6 +230,8 @@ def main() -> None:
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # The rounds commit through a runner with no handlers on purpose (no dispatch, no push).
+    logging.getLogger("lifeline.after_commit").setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory() as tmp:
         database_url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
@@ -236,6 +247,8 @@ def main() -> None:
                 smtp_host="127.0.0.1",
                 smtp_port=port,
                 base_url="http://127.0.0.1:8000",
+                # Every round emails the whole team: no hourly cap in the way of the measure.
+                email_cap_per_hour=args.recipients * args.rounds,
             )
             results = asyncio.run(run(settings, port, args.recipients, args.rounds))
             caught = sink.count()

@@ -62,9 +62,11 @@ async def wait_for(
             if now >= deadline:
                 return None, now - started
             try:
-                await asyncio.wait_for(
-                    watch.woken.wait(), timeout=min(deadline, next_progress) - now
-                )
+                # Not ``asyncio.wait_for``: it runs the wait in a task of its own, so a wake
+                # would take two turns of the event loop, and the second one queues behind
+                # whatever the same event set off (a push to every open socket of the team).
+                async with asyncio.timeout(min(deadline, next_progress) - now):
+                    await watch.woken.wait()
                 news = watch.take()
             except TimeoutError:
                 now = time.monotonic()
