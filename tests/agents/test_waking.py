@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 from sqlalchemy import event
 
-from lifeline.agents import service
+from lifeline.after_commit import PublishEvent
+from lifeline.agents import service, waits
 from lifeline.context import AppContext
+from lifeline.realtime.waiters import Waiters
 from tests.support.factories import Factory, escalate, new_session
 
 
@@ -108,3 +110,41 @@ async def test_a_wake_for_a_cancelled_escalation_needs_no_read(
         )
     assert seen == []
     assert (woke.status, woke.claimed_by, woke.answer) == ("cancelled", None, None)
+
+
+async def test_a_woken_wait_answers_before_the_work_its_event_queued_after_it() -> None:
+    """The hub wakes an agent's wait, then queues a write to every open socket of the team. The
+    wait must be answered in the turn it was woken, not after those writes (a wait sleeping in a
+    task of its own, as under ``asyncio.wait_for``, needs a second turn, queued behind them)."""
+    waiters = Waiters()
+    order: list[str] = []
+
+    async def check(_elapsed: float, news: list[dict[str, Any]] | None) -> str | None:
+        if news:
+            order.append("answered")
+            return "claimed"
+        return None
+
+    async def progress(_elapsed: float, _seconds: float) -> None:
+        order.append("progress")
+
+    wait = asyncio.create_task(
+        waits.wait_for(waiters=waiters, session_id="s1", seconds=5, check=check, progress=progress)
+    )
+    while not len(waiters):  # until it watches the session
+        await asyncio.sleep(0)
+    for _ in range(5):  # and sleeps on it
+        await asyncio.sleep(0)
+    notice = PublishEvent(
+        account_id="a1",
+        audience="team",
+        message={"id": 1, "type": "handoff.claimed", "data": {"session_id": "s1", "id": "h1"}},
+    )
+    assert waiters.notify(notice)
+    loop = asyncio.get_running_loop()
+    for _ in range(50):  # the socket writes the same event set off
+        loop.call_soon(order.append, "socket write")
+    result, _waited = await wait
+    assert result == "claimed"
+    assert order[0] == "answered", order[:3]
+    assert not len(waiters)
