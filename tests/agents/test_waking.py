@@ -131,10 +131,9 @@ async def test_a_woken_wait_answers_before_the_work_its_event_queued_after_it() 
     wait = asyncio.create_task(
         waits.wait_for(waiters=waiters, session_id="s1", seconds=5, check=check, progress=progress)
     )
-    while not len(waiters):  # until it watches the session
+    for _ in range(5):  # it watches the session, looks once, and sleeps
         await asyncio.sleep(0)
-    for _ in range(5):  # and sleeps on it
-        await asyncio.sleep(0)
+    assert len(waiters) == 1
     notice = PublishEvent(
         account_id="a1",
         audience="team",
