@@ -64,18 +64,29 @@ def _echoable(error: dict[str, Any]) -> dict[str, Any]:
 
 
 class LifelineApp(FastAPI):
-    """FastAPI, with the live WebSocket (``/api/v1/ws``) served ahead of everything else.
+    """FastAPI, with the live WebSocket (``/api/v1/ws``) and the MCP endpoint (``/mcp``) served
+    ahead of everything else.
 
-    A socket lives for hours and one process holds thousands: each HTTP middleware (and
-    Starlette's own error middleware) would keep a frame alive per socket while doing nothing
-    for it, so :class:`WebSocketFastPath` hands it straight to its endpoint and passes all else
+    A socket lives for hours, an agent's wait up to 50 s, and one process holds thousands of
+    each: each HTTP middleware (and Starlette's own error middleware) would keep a frame alive
+    per socket or wait while doing nothing for it, so :class:`WebSocketFastPath` and
+    :class:`~lifeline.agents.http.McpFastPath` hand them to their endpoints and pass all else
     to the usual stack (bench/RESULTS.md: 40 → 29 KiB per idle socket).
     """
 
+    mcp: agents_http.McpEndpoint | None = None
+
     def build_middleware_stack(self) -> ASGIApp:
-        return WebSocketFastPath(
-            super().build_middleware_stack(), path=WEBSOCKET_PATH, endpoint=websocket_stream
-        )
+        app = super().build_middleware_stack()
+        if self.mcp is not None:
+            settings: Settings = self.state.settings
+            app = agents_http.McpFastPath(
+                app,
+                mcp=self.mcp,
+                max_body_bytes=settings.max_body_bytes,
+                https=settings.base_url.startswith("https://"),
+            )
+        return WebSocketFastPath(app, path=WEBSOCKET_PATH, endpoint=websocket_stream)
 
 
 # Start-up and shutdown steps that other layers (notifications, real-time, web) contribute.
@@ -174,6 +185,7 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
     api_docs.install(app)
     install_web(app, https=settings.base_url.startswith("https://"))
     mcp_endpoint = agents_http.install(app, settings)
+    app.mcp = mcp_endpoint
     app.state.mcp = mcp_endpoint.server
     # Inside the body cap: a retried request's body is bounded before it is kept for replay.
     app.add_middleware(RetryTransientMiddleware)

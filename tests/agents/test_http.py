@@ -178,13 +178,27 @@ async def test_no_token_or_a_revoked_one_is_a_401_and_mcp_answers_without_redire
     with live_server(database_url, tmp_path) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             for path in ("/mcp/", "/mcp"):
-                anonymous = await http.post(path, json=initialize, headers=accept)
+                anonymous = await http.post(
+                    path, json=initialize, headers={**accept, "X-Request-ID": "agent-req-1"}
+                )
                 assert anonymous.status_code == 401, anonymous.text
                 assert anonymous.headers["www-authenticate"].lower().startswith("bearer")
+                # Served ahead of the app's middleware stack, it keeps what that stack gives.
+                assert anonymous.headers["x-request-id"] == "agent-req-1"
+                assert anonymous.headers["x-content-type-options"] == "nosniff"
+                huge = await http.post(
+                    path,
+                    content=b"{" + b" " * 1_100_000 + b"}",
+                    headers={**accept, **junior.headers, "Content-Type": "application/json"},
+                )
+                assert huge.status_code == 413, huge.text
+                assert "Request body too large" in huge.json()["detail"]
                 wrong = await http.post(
                     path, json=initialize, headers={**accept, "Authorization": "Bearer lfl_nope"}
                 )
                 assert wrong.status_code == 401
+            # A path that only starts alike is the application's, not the endpoint's.
+            assert (await http.get("/mcpx", headers=junior.headers)).status_code == 404
 
             # Both paths serve the endpoint itself (no 307 for a client to mishandle).
             for path in ("/mcp", "/mcp/"):

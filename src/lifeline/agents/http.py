@@ -1,4 +1,4 @@
-"""Mounting the MCP server's streamable HTTP endpoint in the application at /mcp/ and /mcp."""
+"""The MCP server's streamable HTTP endpoint, served at /mcp/ and /mcp."""
 
 from __future__ import annotations
 
@@ -13,20 +13,43 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from lifeline.agents.server import build_server
 from lifeline.config import Settings
 from lifeline.context import AppContext
+from lifeline.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from lifeline.realtime.fast_path import route_path
+from lifeline.web.headers import SecurityHeaders
 
 MOUNT = "/mcp"
 
 
-class McpExactPath:
-    """``/mcp`` answers as ``/mcp/`` does: MCP clients don't all follow a 307 with a POST body."""
+class McpFastPath:
+    """``/mcp`` served ahead of the application's HTTP middleware stack, as ``/api/v1/ws`` is.
 
-    def __init__(self, app: ASGIApp) -> None:
+    An agent's wait is one request held open for up to 50 s, and one process holds a thousand:
+    every layer of the stack would keep its frames alive per waiting agent while doing nothing
+    for it (FastAPI's error pages and exception handlers don't apply: the SDK answers its own
+    errors). What the endpoint needs is kept, in the same order: the request id and access log,
+    the body cap, the security headers. ``/mcp`` answers as ``/mcp/`` does (MCP clients don't all
+    follow a 307 with a POST body).
+    """
+
+    def __init__(self, app: ASGIApp, *, mcp: ASGIApp, max_body_bytes: int, https: bool) -> None:
         self.app = app
+        self.mcp: ASGIApp = RequestIdMiddleware(
+            BodySizeLimitMiddleware(SecurityHeaders(mcp, https=https), max_bytes=max_body_bytes)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == MOUNT:
-            scope = {**scope, "path": MOUNT + "/", "raw_path": (MOUNT + "/").encode()}
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        if path != MOUNT and not path.startswith(MOUNT + "/"):
+            await self.app(scope, receive, send)
+            return
+        root = scope.get("root_path", "")
+        full = root + (MOUNT + "/" if path == MOUNT else path)
+        # As a Starlette mount would hand it over: the endpoint's own routes start at "/".
+        scope = {**scope, "path": full, "raw_path": full.encode(), "root_path": root + MOUNT}
+        await self.mcp(scope, receive, send)
 
 
 class McpEndpoint:
@@ -36,8 +59,9 @@ class McpEndpoint:
     do), so each start builds a new one and this mount point forwards to it.
     """
 
-    def __init__(self, server: MCPServer) -> None:
+    def __init__(self, server: MCPServer, *, max_body_bytes: int) -> None:
         self.server = server
+        self.max_body_bytes = max_body_bytes
         self._app: ASGIApp | None = None
 
     def rebuild(self) -> None:
@@ -46,6 +70,7 @@ class McpEndpoint:
             # Bearer tokens only (no cookies), so a DNS-rebinding page has nothing to ride on;
             # the SDK's default Host allow-list would refuse every host name but localhost.
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            max_request_body_size=self.max_body_bytes,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,7 +80,8 @@ class McpEndpoint:
 
 
 def install(app: FastAPI, settings: Settings) -> McpEndpoint:
-    """Mount the endpoint; the caller runs :func:`start` in its lifespan."""
+    """Build the endpoint; the application serves it through :class:`McpFastPath`, and the
+    caller runs :func:`start` in its lifespan."""
 
     def context() -> AppContext:
         ctx: AppContext = app.state.ctx
@@ -64,10 +90,7 @@ def install(app: FastAPI, settings: Settings) -> McpEndpoint:
     server = build_server(
         context, base_url=settings.base_url, progress_every=settings.agent_progress_seconds
     )
-    endpoint = McpEndpoint(server)
-    app.mount(MOUNT, endpoint)
-    app.add_middleware(McpExactPath)
-    return endpoint
+    return McpEndpoint(server, max_body_bytes=settings.max_body_bytes)
 
 
 async def start(endpoint: McpEndpoint) -> Callable[[], Awaitable[None]]:
