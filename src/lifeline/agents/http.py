@@ -59,9 +59,8 @@ class McpEndpoint:
     do), so each start builds a new one and this mount point forwards to it.
     """
 
-    def __init__(self, server: MCPServer, *, max_body_bytes: int) -> None:
+    def __init__(self, server: MCPServer) -> None:
         self.server = server
-        self.max_body_bytes = max_body_bytes
         self._app: ASGIApp | None = None
 
     def rebuild(self) -> None:
@@ -70,7 +69,6 @@ class McpEndpoint:
             # Bearer tokens only (no cookies), so a DNS-rebinding page has nothing to ride on;
             # the SDK's default Host allow-list would refuse every host name but localhost.
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-            max_request_body_size=self.max_body_bytes,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,7 +88,7 @@ def install(app: FastAPI, settings: Settings) -> McpEndpoint:
     server = build_server(
         context, base_url=settings.base_url, progress_every=settings.agent_progress_seconds
     )
-    return McpEndpoint(server, max_body_bytes=settings.max_body_bytes)
+    return McpEndpoint(server)
 
 
 async def start(endpoint: McpEndpoint) -> Callable[[], Awaitable[None]]:
