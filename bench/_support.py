@@ -105,6 +105,16 @@ def server_env(database_url: str, port: int, **extra: str) -> dict[str, str]:
     return env
 
 
+_SERVER_PIDS: dict[str, int] = {}
+
+
+def server_cpu_seconds(base: str) -> float:
+    """CPU time (user + system) the server process started by :func:`live_server` at
+    ``base`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{_SERVER_PIDS[base]}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def live_server(
     args: list[str], env: dict[str, str], port: int, log: Path, *, timeout: float = 60.0
@@ -126,8 +136,10 @@ def live_server(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server not ready:\n{log.read_text()}")
                 time.sleep(0.1)
+            _SERVER_PIDS[base] = proc.pid
             yield base
         finally:
+            _SERVER_PIDS.pop(base, None)
             proc.terminate()
             try:
                 proc.wait(timeout=30)

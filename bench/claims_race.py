@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import subprocess
 import sys
@@ -51,6 +52,7 @@ from _support import (
     live_server,
     quantile,
     say,
+    server_cpu_seconds,
     server_env,
 )
 from fastapi import FastAPI, Request
@@ -157,6 +159,7 @@ class RaceTally:
     errors: list[str] = field(default_factory=list)
     bad_races: list[str] = field(default_factory=list)
     race_seconds: list[float] = field(default_factory=list)
+    client_cpu: float = 0.0  # seconds of this process's CPU while racing
 
 
 def product_url(base: str, sid: str, hid: str) -> str:
@@ -176,19 +179,21 @@ async def race_all(
 ) -> tuple[RaceTally, float]:
     tally = RaceTally()
     headers = [{"Authorization": f"Bearer {t}"} for t in team.senior_tokens]
-    width = len(headers) * inflight
-    # Drop idle connections before uvicorn's 5 s keep-alive does, or a request sent just as the
-    # server closes one fails with a ReadError that says nothing about claims.
-    limits = httpx.Limits(
-        max_connections=width, max_keepalive_connections=width, keepalive_expiry=2.0
-    )
+    # Each senior has an HTTP client of their own, as each has a browser: one shared pool of
+    # 100 connections costs the racing process more than the servers it measures (httpcore
+    # scans every connection of its pool for every request it sends or finishes, so the
+    # client's cost per claim grew with the server's latency). Idle connections are dropped
+    # before uvicorn's 5 s keep-alive does, or a request sent just as the server closes one
+    # fails with a ReadError that says nothing about claims.
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=2.0)
     queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     for pair in pairs:
         queue.put_nowait(pair)
     step = max(1, len(pairs) // 20)
     started = time.perf_counter()
+    cpu = time.process_time()
 
-    async def racer(client: httpx.AsyncClient) -> None:
+    async def racer(clients: list[httpx.AsyncClient]) -> None:
         while True:
             try:
                 sid, hid = queue.get_nowait()
@@ -197,7 +202,7 @@ async def race_all(
             url = url_of(base, sid, hid)
             t0 = time.perf_counter()
             answers = await asyncio.gather(
-                *[client.post(url, headers=h) for h in headers], return_exceptions=True
+                *[client.post(url) for client in clients], return_exceptions=True
             )
             tally.race_seconds.append(time.perf_counter() - t0)
             wins = 0
@@ -221,8 +226,18 @@ async def race_all(
                     f"{tally.races * len(headers) / elapsed:,.0f} claims/s"
                 )
 
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        await asyncio.gather(*[racer(client) for _ in range(inflight)])
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [
+            [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(headers=h, limits=limits, timeout=60)
+                )
+                for h in headers
+            ]
+            for _ in range(inflight)
+        ]
+        await asyncio.gather(*[racer(clients) for clients in streams])
+    tally.client_cpu = time.process_time() - cpu
     return tally, time.perf_counter() - started
 
 
@@ -387,7 +402,9 @@ def main() -> None:
             f" {args.server_workers} server process(es)"
         )
         with live_server(serve, env, port, log) as base:
+            cpu = server_cpu_seconds(base)
             tally, seconds = asyncio.run(race_all(base, team, pairs, args.inflight))
+            cpu = server_cpu_seconds(base) - cpu
         attempts = tally.races * claimers
         http_rate = attempts / seconds
         checks = asyncio.run(verify(database.dsn, n))
@@ -398,9 +415,11 @@ def main() -> None:
         floor_log = Path(tempfile.gettempdir()) / f"claims_race_floor_{floor_port}.log"
         floor_args = [sys.executable, __file__, "--serve-floor", str(floor_port), database.dsn]
         with live_server(floor_args, env, floor_port, floor_log) as floor_base:
+            floor_cpu = server_cpu_seconds(floor_base)
             floor_tally, floor_seconds = asyncio.run(
                 race_all(floor_base, team, pairs, args.inflight, floor_url)
             )
+            floor_cpu = server_cpu_seconds(floor_base) - floor_cpu
         stack_rate = floor_tally.races * claimers / floor_seconds
 
         say(f"floor: pgbench -c {claimers}, the same conditional UPDATE × {attempts:,}")
@@ -434,6 +453,13 @@ def main() -> None:
         f" {quantile(floor_tally.race_seconds, 0.99) * 1000:.1f} ms;"
         f" {floor_tally.wins:,} × 200, {len(floor_tally.bad_races)} races without one winner,"
         f" {len(floor_tally.errors)} other"
+    )
+    say(
+        f"server CPU per claim     {cpu / attempts * 1000:.2f} ms; same-stack floor"
+        f" {floor_cpu / (floor_tally.races * claimers) * 1000:.2f} ms"
+        f" ({cpu / attempts / (floor_cpu / (floor_tally.races * claimers)):.2f}x); the"
+        f" racing client's own: {tally.client_cpu / attempts * 1000:.2f} and"
+        f" {floor_tally.client_cpu / (floor_tally.races * claimers) * 1000:.2f} ms"
     )
     say(f"floor, racing rows       {racing_tps:,.0f} UPDATE/s (2 statements per transaction)")
     say(f"floor, random rows       {random_tps:,.0f} UPDATE/s (1 statement)")

@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lifeline.after_commit import AfterCommitRunner, TaskSet
 from lifeline.config import Settings
-from lifeline.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from lifeline.db import (
+    create_engine,
+    create_read_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+)
 from lifeline.handoffs.claim_gate import ClaimGate
 
 if TYPE_CHECKING:
@@ -45,6 +50,7 @@ class AppContext:
     tasks: TaskSet
     after_commit: AfterCommitRunner
     # Lone reads outside a transaction (PostgreSQL only; None on SQLite): see db.py.
+    read_engine: AsyncEngine | None = None
     reads: async_sessionmaker[AsyncSession] | None = None
     # Pick Up's bursts on one escalation make one attempt per process (handoffs.claim_gate).
     claims: ClaimGate = field(default_factory=ClaimGate)
@@ -58,12 +64,14 @@ class AppContext:
     @classmethod
     def create(cls, settings: Settings) -> AppContext:
         engine = create_engine(settings.database_url)
+        read_engine = create_read_engine(engine)
         tasks = TaskSet()
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
-            reads=create_read_sessionmaker(engine),
+            read_engine=read_engine,
+            reads=create_read_sessionmaker(read_engine),
             tasks=tasks,
             after_commit=AfterCommitRunner(tasks),
         )

@@ -129,21 +129,25 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
-def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession] | None:
-    """Sessions whose statements run outside any transaction (PostgreSQL's autocommit), from
-    the same pool: a lone read then costs one round trip instead of ``BEGIN``, the read and
-    ``ROLLBACK``. Under READ COMMITTED each statement of a transaction sees its own snapshot
-    anyway, so a read that takes no lock sees the same there as here. None on SQLite, where a
-    transaction's reads are consistent with its writes (it holds the write lock) and should
-    stay inside it.
+def create_read_engine(engine: AsyncEngine) -> AsyncEngine | None:
+    """The same pool, its statements run outside any transaction (PostgreSQL's autocommit): a
+    lone read then costs one round trip instead of ``BEGIN``, the read and ``ROLLBACK``. Under
+    READ COMMITTED each statement of a transaction sees its own snapshot anyway, so a read that
+    takes no lock sees the same there as here. None on SQLite, where a transaction's reads are
+    consistent with its writes (it holds the write lock) and should stay inside it.
     """
     if engine.dialect.name == "sqlite":
         return None
-    return async_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT"),
-        expire_on_commit=False,
-        autoflush=False,
-    )
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def create_read_sessionmaker(
+    read_engine: AsyncEngine | None,
+) -> async_sessionmaker[AsyncSession] | None:
+    """Sessions over :func:`create_read_engine`'s connections; None on SQLite."""
+    if read_engine is None:
+        return None
+    return async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False)
 
 
 # A pooled connection back in use after this long is pinged first: the database may have

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.requests import HTTPConnection
 
 from lifeline.accounts import service as accounts
@@ -104,7 +104,11 @@ def same_origin(conn: HTTPConnection, base_url: str) -> bool:
 
 
 async def authenticate(
-    conn: HTTPConnection, db: AsyncSession, *, stream_origin: str | None = None
+    conn: HTTPConnection,
+    db: AsyncSession,
+    *,
+    stream_origin: str | None = None,
+    lookups: AsyncEngine | None = None,
 ) -> Principal:
     """Bearer token first, else the web session cookie.
 
@@ -114,11 +118,18 @@ async def authenticate(
     let any site read a signed-in user's stream: with the cookie its ``Origin`` must be the
     app's own (an ``EventSource`` on the same origin sends none, and is recognised by
     ``Sec-Fetch-Site: same-origin`` instead).
+
+    With ``lookups`` (PostgreSQL's connections outside a transaction) a bearer token is looked
+    up there, in one round trip, and its user merged into ``db`` without a second read.
     """
     secret = bearer_secret(conn)
     if secret is not None:
-        user, token = await accounts.authenticate_token(db=db, secret=secret)
-        return Principal(user=user, token_id=token.id)
+        if lookups is None:
+            user, token_id = await accounts.authenticate_token(db=db, secret=secret)
+        else:
+            async with lookups.connect() as read:
+                user, token_id = await accounts.authenticate_token(db=read, secret=secret)
+        return Principal(user=await db.merge(user, load=False), token_id=token_id)
     cookie = conn.cookies.get(SESSION_COOKIE)
     if cookie:
         if stream_origin is not None and not same_origin(conn, stream_origin):
@@ -137,12 +148,12 @@ async def authenticate(
 
 
 async def get_principal(request: Request, ctx: ContextDep, db: SessionDep) -> Principal:
-    if ctx.reads is None:
-        principal = await authenticate(request, db)
+    # On PostgreSQL the credentials are read outside the request's transaction (one round
+    # trip, not three for a request that then reads or writes nothing else); the unit of
+    # work gets the user as if it had loaded it itself, without reading it again.
+    if ctx.reads is None or bearer_secret(request) is not None:
+        principal = await authenticate(request, db, lookups=ctx.read_engine)
     else:
-        # On PostgreSQL the credentials are read outside the request's transaction (one round
-        # trip, not three for a request that then reads or writes nothing else); the unit of
-        # work gets the user as if it had loaded it itself, without reading it again.
         async with ctx.reads() as read:
             principal = await authenticate(request, read)
         principal = replace(principal, user=await db.merge(principal.user, load=False))

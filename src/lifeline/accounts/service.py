@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from lifeline import after_commit
 from lifeline.accounts import passwords, security
@@ -210,28 +211,50 @@ async def revoke_token(*, db: AsyncSession, user: User, token_id: str) -> ApiTok
     return token
 
 
-async def authenticate_token(*, db: AsyncSession, secret: str) -> tuple[User, ApiToken]:
-    """The active user behind a bearer secret, or Unauthorized."""
+# The bearer token's lookup, built once: the user's columns and the token's id and last use,
+# as plain columns (no ORM objects to load for every request).
+_USER_COLUMNS = tuple(User.__table__.c)
+_TOKEN_USER = (
+    select(
+        *_USER_COLUMNS,
+        ApiToken.id.label("token_id"),
+        ApiToken.last_used_at.label("token_last_used_at"),
+    )
+    .join(ApiToken, ApiToken.user_id == User.id)
+    .where(
+        ApiToken.token_hash == bindparam("token_hash"),
+        ApiToken.revoked_at.is_(None),
+        User.deleted_at.is_(None),
+    )
+)
+_TOUCH_TOKEN = (
+    update(ApiToken)
+    .where(ApiToken.id == bindparam("token_id"))
+    .values(last_used_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
+
+
+async def authenticate_token(
+    *, db: AsyncSession | AsyncConnection, secret: str
+) -> tuple[User, str]:
+    """The active user behind a bearer secret, and the token's id; or Unauthorized.
+
+    The user is detached (in no session), as if loaded and then let go: the caller merges it
+    into its unit of work (``merge(user, load=False)``) without reading it again. ``db`` may
+    be a connection outside any transaction (one round trip on PostgreSQL)."""
     if not secret.startswith(security.TOKEN_PREFIX):
         raise Unauthorized("Invalid or revoked API token")
-    row = (
-        await db.execute(
-            select(User, ApiToken)
-            .join(ApiToken, ApiToken.user_id == User.id)
-            .where(
-                ApiToken.token_hash == security.hash_secret(secret),
-                ApiToken.revoked_at.is_(None),
-                User.deleted_at.is_(None),
-            )
-        )
-    ).one_or_none()
+    row = (await db.execute(_TOKEN_USER, {"token_hash": security.hash_secret(secret)})).first()
     if row is None:
         raise Unauthorized("Invalid or revoked API token")
-    user, token = row
+    user = User(**{column.key: row._mapping[column] for column in _USER_COLUMNS})
+    make_transient_to_detached(user)
     now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
-        await db.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
-    return user, token
+    last_used_at: datetime | None = row.token_last_used_at
+    if last_used_at is None or now - last_used_at > TOKEN_TOUCH_INTERVAL:
+        await db.execute(_TOUCH_TOKEN, {"token_id": row.token_id, "now": now})
+    return user, row.token_id
 
 
 async def authenticate_web_session(*, db: AsyncSession, secret: str) -> tuple[User, WebSession]:

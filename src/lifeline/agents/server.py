@@ -77,11 +77,15 @@ class ApiTokenVerifier(TokenVerifier):
     async def verify_token(self, token: str) -> AccessToken | None:
         ctx = self._context()
         try:
-            async with unit_of_work(ctx.sessionmaker, ctx.after_commit) as db:
-                user, api_token = await accounts.authenticate_token(db=db, secret=token)
+            if ctx.read_engine is not None:
+                async with ctx.read_engine.connect() as read:
+                    user, token_id = await accounts.authenticate_token(db=read, secret=token)
+            else:
+                async with unit_of_work(ctx.sessionmaker, ctx.after_commit) as db:
+                    user, token_id = await accounts.authenticate_token(db=db, secret=token)
         except Unauthorized:
             return None
-        return AccessToken(token=token, client_id=api_token.id, scopes=[], subject=user.id)
+        return AccessToken(token=token, client_id=token_id, scopes=[], subject=user.id)
 
 
 def _client_name(ctx: Context) -> str | None:

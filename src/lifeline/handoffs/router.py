@@ -129,6 +129,7 @@ async def claim_handoff(
         handoff = await handoffs.claim_in_turn(
             db=db,
             gate=ctx.claims,
+            reads=ctx.read_engine,
             actor=user,
             session_id=session_id,
             handoff_id=handoff_id,

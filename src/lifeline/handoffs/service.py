@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import CursorResult, Row, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
 from lifeline.accounts.models import SENIOR_ROLES, Role, User, is_manager, is_senior
@@ -305,7 +305,12 @@ _HOLDER = aliased(User)
 _CLAIMER = aliased(User)
 _WHY_NOT_CLAIMED = (
     select(
-        Handoff,
+        Handoff.intent,
+        Handoff.status,
+        Handoff.created_by,
+        Handoff.claimed_by,
+        Handoff.account_id,
+        Handoff.session_id,
         _HOLDER.name.label("holder_name"),
         select(_CLAIMER.role)
         .where(_CLAIMER.id == bindparam("claimer"), _CLAIMER.deleted_at.is_(None))
@@ -320,7 +325,6 @@ _WHY_NOT_CLAIMED = (
         Handoff.account_id == bindparam("account"),
         (Handoff.intent == Intent.ESCALATE) | (Handoff.created_by == bindparam("claimer")),
     )
-    .execution_options(populate_existing=True)
 )
 
 
@@ -373,17 +377,26 @@ async def _why_not_claimed(
     db: AsyncSession, actor: User, params: dict[str, Any], turn: Turn | None
 ) -> Exception:
     """The answer to a claim that changed nothing, from one read made after it."""
+    # Open again already (released in between): the claim still changed nothing.
+    return await _why_not(db, actor, params, turn) or Conflict(
+        "This escalation is open", claimed_by=None
+    )
+
+
+async def _why_not(
+    db: AsyncSession | AsyncConnection, actor: User, params: dict[str, Any], turn: Turn | None
+) -> Exception | None:
+    """Why ``actor`` can't pick the handoff up as one read finds it now; None while it is an
+    open escalation they may pick up."""
     found = await _read_claimable(db, actor, params, turn)
     if found is None:
         return NotFound("Handoff not found")
     facts, claimer_role = found
-    refusal = _refusal(actor, facts, claimer_role=claimer_role)
-    # Open again already (released in between): the claim still changed nothing.
-    return refusal or Conflict(f"This escalation is {facts.status}", claimed_by=None)
+    return _refusal(actor, facts, claimer_role=claimer_role)
 
 
 async def _read_claimable(
-    db: AsyncSession, actor: User, params: dict[str, Any], turn: Turn | None
+    db: AsyncSession | AsyncConnection, actor: User, params: dict[str, Any], turn: Turn | None
 ) -> tuple[ClaimFacts, str | None] | None:
     """The handoff as ``actor`` may see it, with their current role (None if removed); kept
     in ``turn`` for the claims waiting on it."""
@@ -391,18 +404,15 @@ async def _read_claimable(
     row = (await db.execute(_WHY_NOT_CLAIMED, params)).one_or_none()
     if row is None:
         return None
-    handoff: Handoff = row.Handoff
     facts = ClaimFacts(
-        intent=handoff.intent,
-        status=handoff.status,
-        created_by=handoff.created_by,
-        claimed_by=handoff.claimed_by,
+        intent=row.intent,
+        status=row.status,
+        created_by=row.created_by,
+        claimed_by=row.claimed_by,
         holder_name=row.holder_name,
     )
     if turn is not None:
-        turn.seen = Seen(
-            at=at, account_id=handoff.account_id, session_id=handoff.session_id, facts=facts
-        )
+        turn.seen = Seen(at=at, account_id=row.account_id, session_id=row.session_id, facts=facts)
     return facts, row.claimer_role
 
 
@@ -436,10 +446,18 @@ async def claim_in_turn(
     actor: User,
     session_id: str,
     handoff_id: str,
+    reads: AsyncEngine | None = None,
 ) -> Handoff:
     """:func:`claim_handoff`, committed, taking its turn at this process's :class:`ClaimGate`:
     a burst of claims on one escalation makes few attempts, and the claims that waited are
     answered from what an attempt found (see :mod:`lifeline.handoffs.claim_gate`).
+
+    With ``reads`` (PostgreSQL's statements outside a transaction), an attempt looks before
+    it claims: most claims in a burst arrive after the escalation was picked up, and one read
+    of what is committed answers them, where the claim itself costs ``BEGIN``, an ``UPDATE``
+    that changes nothing, the same read and ``ROLLBACK``. Only a claim that finds the
+    escalation open, and that it may pick up, goes on to the conditional ``UPDATE``, which
+    alone decides, as before.
 
     Commits the request's unit of work, so that a claim is only ever answered from a claim
     that is durable.
@@ -449,6 +467,13 @@ async def claim_in_turn(
             raise _refusal(actor, turn.answer, claimer_role=actor.role) or AssertionError(
                 "a settled claim is never open"
             )
+        if reads is not None:
+            async with reads.connect() as read:
+                refusal = await _why_not(
+                    read, actor, _claim_params(actor, session_id, handoff_id), turn
+                )
+            if refusal is not None:
+                raise refusal
         handoff = await claim_handoff(
             db=db, actor=actor, session_id=session_id, handoff_id=handoff_id, turn=turn
         )

@@ -321,6 +321,7 @@ async def handoff_action(
             await handoffs.claim_in_turn(
                 db=db,
                 gate=ctx.claims,
+                reads=ctx.read_engine,
                 actor=user,
                 session_id=session_id,
                 handoff_id=handoff_id,
