@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from lifeline.app import create_app
+from lifeline.config import Settings
 from tests.conftest import make_settings
 from tests.support.live import free_port
 
@@ -51,3 +53,24 @@ async def _let_driver_threads_finish(before: set[threading.Thread]) -> None:
         if not [t for t in threading.enumerate() if t not in before and t.is_alive()]:
             return
         await asyncio.sleep(0.01)
+
+
+async def test_the_served_app_freezes_what_start_up_built(settings: Settings) -> None:
+    """``lifeline serve``'s app leaves its start-up objects out of the cycle collector's
+    walks (``gc.freeze``) once started; an app built for tests or embedding does not."""
+    gc.unfreeze()
+    try:
+        plain = create_app(settings, plugins=[])
+        async with plain.router.lifespan_context(plain):
+            assert gc.get_freeze_count() == 0
+        served = create_app(settings, plugins=[], freeze_heap=True)
+        async with served.router.lifespan_context(served):
+            frozen = gc.get_freeze_count()
+            assert frozen > 0
+            # Still answering, and what a request allocates is collected as before.
+            transport = httpx.ASGITransport(app=served)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/healthz")).status_code == 200
+            assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -110,7 +111,26 @@ def api_router() -> APIRouter:
     return api
 
 
-def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None = None) -> FastAPI:
+def settle_heap() -> None:
+    """Leave what start-up built out of the cycle collector's work from now on.
+
+    A started server holds a few hundred thousand long-lived objects (mappers, routes, schemas,
+    compiled statements), and every full collection walked all of them again: under a burst of
+    Pick Ups that was about a quarter of the server's CPU. Frozen objects are still freed by
+    reference counting; only the cycle collector leaves them alone.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    plugins: list[Plugin] | None = None,
+    freeze_heap: bool = False,
+) -> FastAPI:
+    """The application. ``freeze_heap`` (the served app, :mod:`lifeline.asgi`): once started,
+    :func:`settle_heap`."""
     settings = settings or get_settings()
     all_plugins = list(plugins) if plugins is not None else default_plugins()
 
@@ -126,6 +146,8 @@ def create_app(settings: Settings | None = None, *, plugins: list[Plugin] | None
         # The MCP endpoint is a mounted app: its own lifespan never runs, so its session
         # manager runs from here, for the life of the process.
         closers.append(await agents_http.start(mcp_endpoint))
+        if freeze_heap:
+            settle_heap()
         try:
             yield
         finally:

@@ -2,4 +2,4 @@
 
 from lifeline.app import create_app
 
-app = create_app()
+app = create_app(freeze_heap=True)
