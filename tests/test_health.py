@@ -65,12 +65,10 @@ async def test_the_served_app_freezes_what_start_up_built(settings: Settings) ->
             assert gc.get_freeze_count() == 0
         served = create_app(settings, plugins=[], freeze_heap=True)
         async with served.router.lifespan_context(served):
-            frozen = gc.get_freeze_count()
-            assert frozen > 0
-            # Still answering, and what a request allocates is collected as before.
+            assert gc.get_freeze_count() > 0
+            # Still answering; frozen objects are still freed by reference counting.
             transport = httpx.ASGITransport(app=served)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 assert (await client.get("/healthz")).status_code == 200
-            assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
