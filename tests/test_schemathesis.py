@@ -4,8 +4,13 @@ Every operation of ``/openapi.json`` gets generated requests (valid and invalid)
 token; each response must not be a server error and must match the documented status codes,
 content type, headers and body schema. Bounded examples keep it to a minute or two.
 
-The schemas are built at import (schemathesis parametrises at collection); the databases behind
-them are created, migrated and seeded by fixtures before the first request starts the app.
+The schemas are built at import (schemathesis parametrises at collection) from ``app.openapi()``
+itself, without a request: a request would start the app's lifespan in schemathesis's event-loop
+thread before the databases exist, and on CPython 3.11.7 that thread formatting the failure's
+traceback (``ast.parse``) beside the main thread's assertion rewriting of imported modules can
+raise the spurious "AST constructor recursion depth mismatch" SystemError (gh-106905) and fail the
+collection. The databases behind them are created, migrated and seeded by fixtures before the
+first request starts the app.
 """
 
 from __future__ import annotations
@@ -80,7 +85,10 @@ POSTGRES = PostgresDatabase(_PG_SERVER) if _PG_SERVER else None
 
 
 def _schema(app: FastAPI) -> schemathesis.schemas.BaseSchema:
-    return schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path_regex=STREAMING)
+    schema = schemathesis.openapi.from_dict(app.openapi())
+    schema.app = app
+    schema.location = "/openapi.json"
+    return schema.exclude(path_regex=STREAMING)
 
 
 sqlite_app = create_app(make_settings(SQLITE_URL))
