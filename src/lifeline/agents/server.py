@@ -142,6 +142,27 @@ def build_server(
         except LifelineError as exc:
             raise ToolError(exc.detail) from exc
 
+    async def pickup_opening(handoff_id: str) -> tuple[AppContext, PickupResult, str]:
+        """A pickup wait's first look, in a frame of its own: the wait that follows (up to
+        50 s, a thousand at once) keeps alive only what it needs, not the unit of work or the
+        loaded user."""
+        async with acting() as (app_ctx, db, user):
+            first, session_id = await service.pickup_opening(
+                db=db, user=user, handoff_id=handoff_id
+            )
+        return app_ctx, first, session_id
+
+    async def reply_opening(
+        session_id: str, after: str | None
+    ) -> tuple[AppContext, User, str | None, ReplyResult]:
+        """A reply wait's first look, in a frame of its own (as :func:`pickup_opening`)."""
+        async with acting() as (app_ctx, db, user):
+            anchor = after or await service.reply_anchor(db=db, user=user, session_id=session_id)
+            first = await service.reply_state(
+                db=db, user=user, session_id=session_id, after_id=anchor
+            )
+        return app_ctx, user, anchor, first
+
     def waiters_of(ctx: AppContext) -> Waiters:
         if ctx.hub is None:  # no real-time layer: progress ticks re-check instead
             return Waiters()
@@ -214,11 +235,7 @@ def build_server(
         Returns the status, never an error, when nothing happened yet: call again while `open`.
         """
         timeout = clamp_timeout(timeout_seconds)
-        async with acting() as (app_ctx, db, user):
-            first = await service.pickup_state(
-                db=db, user=user, handoff_id=handoff_id, waited_seconds=0
-            )
-            view = await service.view_handoff(db=db, user=user, handoff_id=handoff_id, base_url="")
+        app_ctx, first, session_id = await pickup_opening(handoff_id)
         if first.status != "open":
             return first
 
@@ -244,7 +261,7 @@ def build_server(
 
         result, waited = await wait_for(
             waiters=waiters_of(app_ctx),
-            session_id=view.session_id,
+            session_id=session_id,
             seconds=timeout,
             check=check,
             progress=reporter(ctx, "Waiting for a teammate to pick it up"),
@@ -269,11 +286,7 @@ def build_server(
         expired (with the `answer`); else at the timeout with no messages and the status.
         """
         timeout = clamp_timeout(timeout_seconds)
-        async with acting() as (app_ctx, db, user):
-            anchor = after or await service.reply_anchor(db=db, user=user, session_id=session_id)
-            first = await service.reply_state(
-                db=db, user=user, session_id=session_id, after_id=anchor
-            )
+        app_ctx, user, anchor, first = await reply_opening(session_id, after)
         if first.messages or service.wait_is_over(first.status):
             return first
 

@@ -174,14 +174,26 @@ async def pickup_state(
     *, db: AsyncSession, user: User, handoff_id: str, waited_seconds: float
 ) -> PickupResult:
     """Where the handoff stands, as the caller may see it (404 when they may not)."""
+    state, _session_id = await pickup_opening(
+        db=db, user=user, handoff_id=handoff_id, waited_seconds=waited_seconds
+    )
+    return state
+
+
+async def pickup_opening(
+    *, db: AsyncSession, user: User, handoff_id: str, waited_seconds: float = 0
+) -> tuple[PickupResult, str]:
+    """:func:`pickup_state` and the handoff's session (whose events wake the wait), in one
+    lookup."""
     handoff = await handoffs.find_handoff(db=db, user=user, handoff_id=handoff_id)
-    return _pickup(
+    state = _pickup(
         handoff_id=handoff.id,
         status=handoff.status,
         claimer=await user_ref(db, handoff.claimed_by),
         answer=handoff.answer,
         waited_seconds=waited_seconds,
     )
+    return state, handoff.session_id
 
 
 class _Names:
