@@ -192,6 +192,11 @@ async def test_no_token_or_a_revoked_one_is_a_401_and_mcp_answers_without_redire
                 assert wrong.status_code == 401
             # A path that only starts alike is the application's, not the endpoint's.
             assert (await http.get("/mcpx", headers=junior.headers)).status_code == 404
+            # The SDK's other routes under the endpoint are still its own.
+            metadata = await http.get("/mcp/.well-known/oauth-protected-resource/mcp")
+            assert metadata.status_code == 200, metadata.text
+            assert metadata.json()["resource"] == f"{base}/mcp"
+            assert (await http.get("/mcp/nothing-here")).status_code == 404
 
             # Both paths serve the endpoint itself (no 307 for a client to mishandle).
             for path in ("/mcp", "/mcp/"):

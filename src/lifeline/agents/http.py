@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lifeline.agents.server import build_server
@@ -47,8 +49,9 @@ class McpFastPath:
             return
         root = scope.get("root_path", "")
         full = root + (MOUNT + "/" if path == MOUNT else path)
-        # As a Starlette mount would hand it over: the endpoint's own routes start at "/".
-        scope = {**scope, "path": full, "raw_path": full.encode(), "root_path": root + MOUNT}
+        # As a Starlette mount hands it over (updating the request's scope in place): the
+        # endpoint's own routes start at "/".
+        scope.update(path=full, raw_path=full.encode(), root_path=root + MOUNT)
         await self.mcp(scope, receive, send)
 
 
@@ -62,19 +65,41 @@ class McpEndpoint:
     def __init__(self, server: MCPServer) -> None:
         self.server = server
         self._app: ASGIApp | None = None
+        self._endpoint: ASGIApp | None = None
 
     def rebuild(self) -> None:
-        self._app = self.server.streamable_http_app(
+        app = self.server.streamable_http_app(
             streamable_http_path="/",
             # Bearer tokens only (no cookies), so a DNS-rebinding page has nothing to ride on;
             # the SDK's default Host allow-list would refuse every host name but localhost.
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
+        self._app = app
+        self._endpoint = _endpoint_of(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._app is None:
+        if self._app is None or self._endpoint is None:
             raise RuntimeError("the MCP endpoint is used before the application started")
-        await self._app(scope, receive, send)
+        if route_path(scope) == "/":
+            await self._endpoint(scope, receive, send)
+        else:  # the SDK's other routes (its protected-resource metadata)
+            await self._app(scope, receive, send)
+
+
+def _endpoint_of(app: Starlette) -> ASGIApp:
+    """The SDK's endpoint at "/" behind the SDK's own middleware (bearer authentication and its
+    context), without the Starlette application around them.
+
+    The application's layers (its error page, exception handlers and router) do nothing for an
+    MCP request (the SDK answers its own errors, uvicorn a crash) but each keeps a frame alive
+    for as long as the request runs, and an agent's wait runs for up to 50 s, a thousand at
+    once. Built from what the SDK configured, so its authentication is used as it set it up.
+    """
+    route = next(r for r in app.routes if isinstance(r, Route) and r.path == "/")
+    endpoint: ASGIApp = route.app
+    for cls, args, kwargs in reversed(app.user_middleware):
+        endpoint = cls(endpoint, *args, **kwargs)
+    return endpoint
 
 
 def install(app: FastAPI, settings: Settings) -> McpEndpoint:

@@ -66,7 +66,7 @@ async def wait_for(
                 # would take two turns of the event loop, and the second one queues behind
                 # whatever the same event set off (a push to every open socket of the team).
                 async with asyncio.timeout(min(deadline, next_progress) - now):
-                    await watch.woken.wait()
+                    await watch.wait()
                 news = watch.take()
             except TimeoutError:
                 now = time.monotonic()

@@ -17,28 +17,47 @@ from lifeline.after_commit import PublishEvent
 
 
 class Watch:
-    """What woke a waiter since it last looked: the events, or ``None`` for "look again"."""
+    """What woke a waiter since it last looked: the events, or ``None`` for "look again".
 
-    __slots__ = ("_news", "woken")
+    A flag and a future made only while someone sleeps on it, not an ``asyncio.Event``: a
+    thousand agents' waits each hold one (an event carries a deque of waiters, ~0.8 KiB)."""
+
+    __slots__ = ("_news", "_sleeper", "_woken")
 
     def __init__(self) -> None:
-        self.woken = asyncio.Event()
         self._news: list[dict[str, Any]] | None = []
+        self._woken = False
+        self._sleeper: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        """Until something arrives (at once if something already did since the last take)."""
+        if self._woken:
+            return
+        self._sleeper = asyncio.get_running_loop().create_future()
+        try:
+            await self._sleeper
+        finally:
+            self._sleeper = None
 
     def take(self) -> list[dict[str, Any]] | None:
         """The events since the last take, or ``None`` when some may have been missed."""
         news, self._news = self._news, []
-        self.woken.clear()
+        self._woken = False
         return news
 
     def add(self, message: dict[str, Any]) -> None:
         if self._news is not None:
             self._news.append(message)
-        self.woken.set()
+        self._wake()
 
     def lost(self) -> None:
         self._news = None
-        self.woken.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        self._woken = True
+        if self._sleeper is not None and not self._sleeper.done():
+            self._sleeper.set_result(None)
 
 
 class Waiters:
