@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
+from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
@@ -116,6 +117,13 @@ def build_server(
             validate_token_resource=False,
         ),
     )
+    # The SDK wraps every request in an OpenTelemetry span by default, a no-op without an
+    # exporter (Lifeline installs none) that still keeps ~2 KiB alive per request in flight,
+    # and an agent's wait is a request in flight for up to 50 s. The SDK's documented opt-out:
+    # drop it from the server's middleware.
+    server.middleware[:] = [
+        m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)
+    ]
 
     @asynccontextmanager
     async def acting() -> AsyncIterator[tuple[AppContext, AsyncSession, User]]:

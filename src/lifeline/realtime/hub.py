@@ -206,6 +206,8 @@ class Hub:
         # Live events held back, by account, while that account is caught up from the log after
         # a broker gap: nothing published once the broker is back may overtake what it missed.
         self._held: dict[str, list[PublishEvent]] = {}
+        # Live events whose fan-out waits one turn of the event loop (see ``deliver``), in order.
+        self._deferred: list[PublishEvent] = []
         self._heartbeat: asyncio.Task[None] | None = None
 
     # -- connections -------------------------------------------------------------------------
@@ -265,12 +267,26 @@ class Hub:
         if isinstance(notice, DropConnections):
             self.drop(notice)
             return
-        self.waiters.notify(notice)
+        woke = self.waiters.notify(notice)
         held = self._held.get(notice.account_id)
         if held is not None:
             held.append(notice)
             return
+        if woke or self._deferred:
+            # An agent's wait woke on this event: its answer goes out before the fan-out to
+            # every socket of the account (a thousand sockets' writes would otherwise run ahead
+            # of each step of the answer). One turn of the loop later, in order: once one event
+            # is deferred, those after it queue behind it.
+            if not self._deferred:
+                asyncio.get_running_loop().call_soon(self._offer_deferred)
+            self._deferred.append(notice)
+            return
         self._offer(notice)
+
+    def _offer_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for notice in deferred:
+            self._offer(notice)
 
     def _offer(self, notice: PublishEvent) -> None:
         envelope: Envelope | None = None
