@@ -217,3 +217,29 @@ async def test_presence_counts_follow_connections(ctx: AppContext, factory: Fact
     hub.disconnect(second)
     assert await hub.presence.is_online(viewer.user_id) is False
     assert hub.connection_count == 0
+
+
+async def test_a_woken_wait_is_answered_before_the_fan_out_which_keeps_every_event_in_order(
+    ctx: AppContext, factory: Factory
+) -> None:
+    team = await factory.team(senior="engineer")
+    hub = make_hub(ctx)
+    conn = hub.connect(Viewer.of(team["senior"].user))
+    first, second, third = [await log_event(ctx, team.owner, n) for n in range(3)]
+    # The first event is about a session an agent's wait watches.
+    data = {**first.message["data"], "session_id": "watched-session"}
+    watched = PublishEvent(
+        account_id=first.account_id,
+        audience=first.audience,
+        message={**first.message, "data": data},
+    )
+    with hub.waiters.watch("watched-session") as watch:
+        hub.deliver(watched)
+        # Nobody waits on the second, but it may not overtake the first on the sockets.
+        hub.deliver(second)
+        assert watch.take() == [watched.message]
+        assert queued_ids(conn) == []
+        await asyncio.sleep(0)  # one turn of the event loop
+        assert queued_ids(conn) == [first.event_id, second.event_id]
+    hub.deliver(third)  # nothing deferred, nobody waiting: at once
+    assert queued_ids(conn) == [first.event_id, second.event_id, third.event_id]
