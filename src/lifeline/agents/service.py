@@ -271,7 +271,7 @@ async def pickup_recheck(
 ) -> PickupResult | None:
     """A waiting agent's re-check, in one read: where the handoff stands now.
 
-    The caller's right to see the handoff was checked when the wait began (``pickup_state``);
+    The caller's right to see the handoff was checked when the wait began (``pickup_opening``);
     this runs on every wake, so it reads one row with the claimer's name in one round trip,
     outside a transaction on PostgreSQL. SQLite reads it in a session, since every
     transaction there begins with a write lock.
